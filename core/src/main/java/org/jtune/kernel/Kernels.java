@@ -1,0 +1,66 @@
+package org.jtune.kernel;
+
+/**
+ * The numeric kernels every model forward is built from. {@link ScalarKernels} is the
+ * specification; faster implementations must agree with it (see the parity tests). Signatures:
+ * destination first, then inputs, then sizes. Arrays are row-major; offsets are element offsets.
+ * Unless stated, destination and inputs may not alias.
+ */
+public interface Kernels {
+    /** Short name for logs and benchmarks ("scalar", "vector-256"...). */
+    String name();
+
+    /**
+     * {@code out[t, r] = sum_c x[t, c] * w[r, c]} for {@code t < tokens}: a linear layer without bias.
+     * out (tokens, w.rows), x (tokens, w.cols).
+     */
+    void matmul(float[] out, float[] x, Matrix w, int tokens);
+
+    /** {@code sum_i a[aOff + i] * b[bOff + i]}, i < n. */
+    float dot(float[] a, int aOff, float[] b, int bOff, int n);
+
+    /** {@code y[yOff + i] += alpha * x[xOff + i]}, i < n. */
+    void axpy(float[] y, int yOff, float alpha, float[] x, int xOff, int n);
+
+    /** Llama RMSNorm of one row: {@code out = weight * x / sqrt(mean(x^2) + eps)}; out may alias x. */
+    void rmsNorm(float[] out, int outOff, float[] x, int xOff, float[] weight, float eps, int n);
+
+    /** LayerNorm of one row with biased variance (torch.nn.LayerNorm); bias may be null; out may alias x. */
+    void layerNorm(float[] out, int outOff, float[] x, int xOff, float[] weight, float[] bias, float eps, int n);
+
+    /** In-place, numerically stable softmax of {@code x[off .. off+n)}. */
+    void softmax(float[] x, int off, int n);
+
+    /** SwiGLU gate: {@code gate[i] = silu(gate[i]) * up[i]}, i < n. */
+    void siluMul(float[] gate, float[] up, int n);
+
+    /**
+     * Rotary embedding, HF rotate-half pairing: feature i pairs with i + rotDim/2, for i < rotDim/2;
+     * features from rotDim on pass through. cos/sin hold rotDim/2 values from {@code tableOff}.
+     */
+    void rope(float[] x, int off, float[] cos, float[] sin, int tableOff, int rotDim);
+
+    /**
+     * Attention of one query head over {@code len} cached positions:
+     * {@code out = sum_j softmax_j(scale * q.k_j) v_j}, where k_j starts at {@code kvOff + j * kvStride}
+     * in keys and values. scores needs {@code len} free elements. Nothing is materialized per (seq, seq).
+     */
+    default void attend(float[] out, int outOff, float[] q, int qOff, float[] keys, float[] values, int kvOff,
+                        int kvStride, int len, int headDim, float scale, float[] scores) {
+        for (int j = 0; j < len; j++) {
+            scores[j] = scale * dot(q, qOff, keys, kvOff + j * kvStride, headDim);
+        }
+        softmax(scores, 0, len);
+        java.util.Arrays.fill(out, outOff, outOff + headDim, 0f);
+        for (int j = 0; j < len; j++) {
+            axpy(out, outOff, scores[j], values, kvOff + j * kvStride, headDim);
+        }
+    }
+
+    /** Copies row {@code row} of m, widened to f32, into out (embedding lookup). */
+    default void gatherRow(float[] out, int outOff, Matrix m, int row) {
+        for (int c = 0; c < m.cols(); c++) {
+            out[outOff + c] = m.get(row, c);
+        }
+    }
+}
