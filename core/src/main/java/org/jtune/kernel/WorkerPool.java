@@ -58,6 +58,14 @@ public final class WorkerPool implements AutoCloseable {
         return threads;
     }
 
+    /**
+     * Which thread's range of a job over {@code [0, n)} starts at {@code from}: lets a task index
+     * per-thread scratch buffers without thread-locals.
+     */
+    public int rangeIndex(int n, int from) {
+        return from / ((n + threads - 1) / threads);
+    }
+
     /** Runs {@code task} over {@code [0, n)} split into {@link #threads()} contiguous ranges. */
     public synchronized void run(int n, RangeTask task) {
         if (n <= 0) {

@@ -1,0 +1,33 @@
+package org.jtune.cli;
+
+import org.jtune.JTuneException;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** The {@code jtune} command: one subcommand per job. User errors print one clear line, not a stack trace. */
+@Command(name = "jtune", mixinStandardHelpOptions = true, version = "jtune 0.1.0",
+        description = "Load, run, fine-tune and quantize Hugging Face language models on the JVM.",
+        subcommands = {GenerateCommand.class, ChatCommand.class, InfoCommand.class, ScoreCommand.class,
+                CommandLine.HelpCommand.class})
+public final class Main {
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    /** Runs the CLI and returns its exit code (tests call this). */
+    public static int run(String... args) {
+        CommandLine cli = new CommandLine(new Main());
+        cli.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            Throwable t = ex;
+            while (!(t instanceof JTuneException) && t.getCause() != null && t.getCause() != t) {
+                t = t.getCause();
+            }
+            if (t instanceof JTuneException) {
+                cmd.getErr().println("jtune: error: " + t.getMessage());
+                return 2;
+            }
+            throw ex;
+        });
+        return cli.execute(args);
+    }
+}

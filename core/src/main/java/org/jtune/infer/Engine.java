@@ -1,0 +1,129 @@
+package org.jtune.infer;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashSet;
+import java.util.Optional;
+import java.util.Set;
+import java.util.function.Consumer;
+import org.jtune.JTuneException;
+import org.jtune.config.GenerationConfig;
+import org.jtune.config.HfConfig;
+import org.jtune.model.LanguageModel;
+import org.jtune.model.ModelRegistry;
+import org.jtune.tokenizer.Tokenizer;
+
+/**
+ * The library's entry point: a Hugging Face model directory loaded as a model, its tokenizer (when
+ * the directory has one) and its generation defaults. Open one {@link Session} per conversation.
+ * <pre>{@code
+ * try (Engine engine = Engine.load(Path.of("models/my-llama"));
+ *      Session session = engine.newSession(2048)) {
+ *     engine.generate(session, "Once upon a time", SamplingParams.greedy(64), System.out::print);
+ * }
+ * }</pre>
+ */
+public final class Engine implements AutoCloseable {
+    /** Context used when the caller asks for none: the model's maximum, capped to keep the cache modest. */
+    public static final int DEFAULT_CONTEXT_CAP = 4096;
+
+    private final Path dir;
+    private final LanguageModel model;
+    private final Tokenizer tokenizer;
+    private final GenerationConfig generationConfig;
+    private final Set<Integer> eosIds;
+
+    private Engine(Path dir, LanguageModel model, Tokenizer tokenizer, GenerationConfig gen, Set<Integer> eosIds) {
+        this.dir = dir;
+        this.model = model;
+        this.tokenizer = tokenizer;
+        this.generationConfig = gen;
+        this.eosIds = eosIds;
+    }
+
+    public static Engine load(Path modelDir) {
+        LanguageModel model = ModelRegistry.load(modelDir);
+        try {
+            GenerationConfig gen = GenerationConfig.load(modelDir);
+            boolean hasTokenizer = Files.exists(modelDir.resolve("tokenizer.json"))
+                    || Files.exists(modelDir.resolve("vocab.json"));
+            Tokenizer tok = hasTokenizer ? Tokenizer.load(modelDir) : null;
+            Set<Integer> eos = new LinkedHashSet<>(gen.eosTokenIds());
+            eos.addAll(HfConfig.load(modelDir).getIntList("eos_token_id"));
+            if (tok != null) {
+                tok.eosTokenId().ifPresent(eos::add);
+            }
+            return new Engine(modelDir, model, tok, gen, Set.copyOf(eos));
+        } catch (RuntimeException e) {
+            model.close();
+            throw e;
+        }
+    }
+
+    public Path dir() {
+        return dir;
+    }
+
+    public LanguageModel model() {
+        return model;
+    }
+
+    public Optional<Tokenizer> tokenizer() {
+        return Optional.ofNullable(tokenizer);
+    }
+
+    /** The tokenizer, or a clear error for models shipped without one. */
+    public Tokenizer requireTokenizer() {
+        if (tokenizer == null) {
+            throw new JTuneException("model " + dir + " has no tokenizer (tokenizer.json); drive it with token ids (--ids)");
+        }
+        return tokenizer;
+    }
+
+    /** The BOS token id (tokenizer, else generation_config.json), or -1 when the model has none. */
+    public int bosTokenId() {
+        if (tokenizer != null && tokenizer.bosTokenId().isPresent()) {
+            return tokenizer.bosTokenId().getAsInt();
+        }
+        return generationConfig.bosTokenId().orElse(-1);
+    }
+
+    public GenerationConfig generationConfig() {
+        return generationConfig;
+    }
+
+    /** Token ids that end a generation (generation_config.json, config.json and the tokenizer's eos). */
+    public Set<Integer> eosIds() {
+        return eosIds;
+    }
+
+    /** A session with a context of {@code maxContext} tokens; 0 means the model's maximum, capped at {@value #DEFAULT_CONTEXT_CAP}. */
+    public Session newSession(int maxContext) {
+        int max = model.info().maxPositionEmbeddings();
+        if (maxContext > max) {
+            throw new JTuneException("context of " + maxContext + " tokens exceeds the model's maximum of " + max);
+        }
+        return new Session(model, maxContext > 0 ? maxContext : Math.min(max, DEFAULT_CONTEXT_CAP));
+    }
+
+    /** Encodes text as a prompt: with the tokenizer's special tokens (e.g. BOS) when the session is empty. */
+    public int[] encodePrompt(Session session, String text) {
+        return requireTokenizer().encode(text, session.length() == 0);
+    }
+
+    public GenerationResult generate(Session session, String prompt, SamplingParams params, Consumer<String> onText) {
+        return generate(session, encodePrompt(session, prompt), params, onText);
+    }
+
+    public GenerationResult generate(Session session, int[] promptIds, SamplingParams params, Consumer<String> onText) {
+        return new Generator(session, tokenizer, eosIds).generate(promptIds, params, onText);
+    }
+
+    @Override
+    public void close() {
+        if (tokenizer != null) {
+            tokenizer.close();
+        }
+        model.close();
+    }
+}

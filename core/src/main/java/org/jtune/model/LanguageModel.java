@@ -1,0 +1,25 @@
+package org.jtune.model;
+
+/**
+ * A loaded causal language model: the weights (memory-mapped, read-only, shareable across threads
+ * and sessions) and the forward pass of its architecture. Everything per conversation (KV cache,
+ * activation buffers) lives in a {@link ModelState} made by {@link #newState}, owned by an
+ * {@code org.jtune.infer.Session}.
+ */
+public interface LanguageModel extends AutoCloseable {
+    ModelInfo info();
+
+    /** Preallocates a KV cache for {@code maxSeq} positions and buffers for chunks of up to {@code maxChunk} tokens. */
+    ModelState newState(int maxSeq, int maxChunk);
+
+    /**
+     * Runs {@code tokens[off .. off+n)} at positions {@code state.length() ..}, appends their keys and
+     * values to the state's cache in place, and writes logits: for every token ({@code allLogits},
+     * {@code logits} holds {@code n * vocab}) or for the last one only ({@code vocab}). Requires
+     * {@code n <= state.maxChunk()} and {@code state.length() + n <= state.maxSeq()}.
+     */
+    void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits);
+
+    @Override
+    void close();
+}

@@ -1,0 +1,53 @@
+package org.jtune.model;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.function.BiFunction;
+import org.jtune.JTuneException;
+import org.jtune.config.HfConfig;
+import org.jtune.io.safetensors.WeightFiles;
+import org.jtune.model.llama.Llama;
+
+/**
+ * The one static list of model families, keyed by config.json's {@code model_type}. Adding a family
+ * means adding its file under {@code model/<family>/} and one line here.
+ */
+public final class ModelRegistry {
+    /** A family: the model_type values it serves and how it loads. */
+    public record Family(String name, List<String> modelTypes, BiFunction<HfConfig, WeightFiles, LanguageModel> loader) {
+    }
+
+    public static final List<Family> FAMILIES = List.of(
+            new Family("llama", Llama.MODEL_TYPES, Llama::load));
+
+    private ModelRegistry() {
+    }
+
+    public static List<String> supportedModelTypes() {
+        return FAMILIES.stream().flatMap(f -> f.modelTypes().stream()).toList();
+    }
+
+    public static Family familyOf(HfConfig cfg) {
+        String type = cfg.modelType();
+        return FAMILIES.stream().filter(f -> f.modelTypes().contains(type)).findFirst()
+                .orElseThrow(() -> new JTuneException("unknown model_type \"" + type + "\" in " + cfg.source()
+                        + "; jtune supports " + supportedModelTypes()));
+    }
+
+    /** Loads config.json and the safetensors weights of a Hugging Face model directory. */
+    public static LanguageModel load(Path modelDir) {
+        if (!Files.isDirectory(modelDir)) {
+            throw new JTuneException("model directory " + modelDir + " does not exist");
+        }
+        HfConfig cfg = HfConfig.load(modelDir);
+        Family family = familyOf(cfg);
+        WeightFiles files = WeightFiles.open(modelDir);
+        try {
+            return family.loader().apply(cfg, files);
+        } catch (RuntimeException e) {
+            files.close();
+            throw e;
+        }
+    }
+}

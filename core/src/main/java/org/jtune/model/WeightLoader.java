@@ -1,0 +1,110 @@
+package org.jtune.model;
+
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.regex.Pattern;
+import org.jtune.JTuneException;
+import org.jtune.io.safetensors.DType;
+import org.jtune.io.safetensors.TensorInfo;
+import org.jtune.io.safetensors.WeightFiles;
+import org.jtune.kernel.Matrix;
+
+/**
+ * Takes tensors out of a checkpoint by their HF names, checking each one's shape against what the
+ * config implies, and remembers which names were used: after loading, {@link #finish} fails on any
+ * tensor the family's name table does not know, so a checkpoint of another architecture can never
+ * load into silently wrong weights. Names use {@code {L}} for the layer index.
+ */
+public final class WeightLoader {
+    private final WeightFiles files;
+    private final Set<String> used = new TreeSet<>();
+    private final Map<String, Long> bytesByDtype = new LinkedHashMap<>();
+    private long parameters;
+
+    public WeightLoader(WeightFiles files) {
+        this.files = files;
+    }
+
+    public static String layer(String pattern, int layer) {
+        return pattern.replace("{L}", Integer.toString(layer));
+    }
+
+    public boolean contains(String name) {
+        return files.contains(name);
+    }
+
+    /** A 2-D weight {@code [rows, cols]} in its stored dtype (F32, F16 or BF16), not copied. */
+    public Matrix matrix(String name, int rows, int cols) {
+        TensorInfo info = checked(name, new long[] {rows, cols});
+        if (info.dtype() != DType.F32 && info.dtype() != DType.F16 && info.dtype() != DType.BF16) {
+            throw new JTuneException("tensor " + name + " has dtype " + info.dtype()
+                    + "; weight matrices must be F32, F16 or BF16 (is this a quantized checkpoint of another tool?)");
+        }
+        return new Matrix(files.data(name), info.dtype(), rows, cols);
+    }
+
+    /** A 1-D tensor (norm weight, bias) widened to f32: small, and read in every row of every step. */
+    public float[] vector(String name, int n) {
+        checked(name, new long[] {n});
+        return files.readFloats(name);
+    }
+
+    /** Like {@link #vector} but null when the checkpoint lacks the tensor. */
+    public float[] optionalVector(String name, int n) {
+        return files.contains(name) ? vector(name, n) : null;
+    }
+
+    /** Marks names as deliberately ignored (e.g. cached rotary inv_freq buffers). */
+    public void ignore(String name) {
+        if (files.contains(name)) {
+            used.add(name);
+        }
+    }
+
+    private TensorInfo checked(String name, long[] shape) {
+        if (!files.contains(name)) {
+            throw new JTuneException("checkpoint has no tensor " + name
+                    + "; is config.json from another model, or is a shard missing?");
+        }
+        TensorInfo info = files.info(name);
+        if (!Arrays.equals(info.shape(), shape)) {
+            throw new JTuneException("tensor " + name + " has shape " + Arrays.toString(info.shape())
+                    + " but config says " + Arrays.toString(shape) + "; is config.json from another model?");
+        }
+        if (used.add(name)) {
+            parameters += info.numel();
+            bytesByDtype.merge(info.dtype().name(), info.byteSize(), Long::sum);
+        }
+        return info;
+    }
+
+    /**
+     * Fails on tensors nobody asked for, except names matching one of {@code ignoredPatterns}
+     * (regular expressions, for tensors a family deliberately skips).
+     */
+    public void finish(List<String> ignoredPatterns) {
+        List<Pattern> ignored = ignoredPatterns.stream().map(Pattern::compile).toList();
+        Set<String> unknown = new TreeSet<>();
+        for (String n : files.names()) {
+            if (!used.contains(n) && ignored.stream().noneMatch(p -> p.matcher(n).matches())) {
+                unknown.add(n);
+            }
+        }
+        if (!unknown.isEmpty()) {
+            throw new JTuneException("checkpoint has " + unknown.size() + " tensor(s) this architecture does not use, e.g. "
+                    + unknown.stream().limit(5).toList() + "; is config.json's model_type right for these weights?");
+        }
+    }
+
+    public long parameterCount() {
+        return parameters;
+    }
+
+    public Map<String, Long> bytesByDtype() {
+        return Map.copyOf(bytesByDtype);
+    }
+}

@@ -1,0 +1,144 @@
+package org.jtune.model;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.stream.Stream;
+import org.jtune.config.HfConfig;
+import org.jtune.infer.Session;
+import org.jtune.io.safetensors.SafetensorsFile;
+import org.jtune.testutil.Shared;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The checks every registered model family must pass, run over every model in ../shared/models
+ * whose model_type is registered and that has a golden file: logits equal the independent PyTorch
+ * reference, greedy decoding through the KV cache reproduces the reference tokens, and decoding with
+ * the cache (one token at a time, or in uneven chunks) equals the full forward at every position.
+ * Adding a family adds its models here without touching this file.
+ */
+class ModelConformanceTest {
+    /** Max |ours - ref| relative to max |ref| per sequence, for fp32 compute. */
+    static final double LOGITS_REL_TOL = 1e-4;
+
+    static Stream<String> goldenModels() throws IOException {
+        try (Stream<Path> dirs = Files.list(Shared.path("models"))) {
+            return dirs.filter(d -> Files.exists(d.resolve("config.json")))
+                    .filter(d -> Files.exists(Shared.path("golden/" + d.getFileName() + ".safetensors")))
+                    .filter(d -> ModelRegistry.supportedModelTypes().contains(HfConfig.load(d).modelType()))
+                    .map(d -> d.getFileName().toString()).sorted().toList().stream();
+        }
+    }
+
+    static int[] ids(SafetensorsFile golden, String name) {
+        return Arrays.stream(golden.readLongs(name)).mapToInt(Math::toIntExact).toArray();
+    }
+
+    static int sequenceCount(SafetensorsFile golden) {
+        int n = 0;
+        while (golden.contains("input_ids." + n)) {
+            n++;
+        }
+        return n;
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("goldenModels")
+    void logitsMatchReference(String name) {
+        try (LanguageModel model = ModelRegistry.load(Shared.path("models/" + name));
+             SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
+            int vocab = model.info().vocabSize();
+            int seqs = sequenceCount(golden);
+            assertTrue(seqs > 0, "golden file has no sequences");
+            for (int s = 0; s < seqs; s++) {
+                int[] ids = ids(golden, "input_ids." + s);
+                float[] ref = golden.readFloats("logits." + s);
+                float[] ours = new float[ids.length * vocab];
+                Session session = new Session(model, ids.length, 16);
+                session.feedAllLogits(ids, 0, ids.length, ours, 0);
+                double err = maxAbsDiff(ours, ref) / maxAbs(ref);
+                assertTrue(err <= LOGITS_REL_TOL, name + " sequence " + s + ": relative logits error " + err);
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("goldenModels")
+    void greedyTokensMatchReference(String name) {
+        try (LanguageModel model = ModelRegistry.load(Shared.path("models/" + name));
+             SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
+            int[] prompt = ids(golden, "input_ids.0");
+            int[] expected = ids(golden, "greedy.0");
+            Session session = new Session(model, prompt.length + expected.length);
+            float[] logits = session.feed(prompt);
+            int[] got = new int[expected.length];
+            for (int i = 0; i < got.length; i++) {
+                got[i] = org.jtune.infer.Sampler.argmax(logits, logits.length);
+                if (i + 1 < got.length) {
+                    logits = session.feed(got[i]);
+                }
+            }
+            assertArrayEquals(expected, got);
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("goldenModels")
+    void decodeWithCacheMatchesFullForward(String name) {
+        try (LanguageModel model = ModelRegistry.load(Shared.path("models/" + name));
+             SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
+            int[] ids = ids(golden, "input_ids." + (sequenceCount(golden) - 1));
+            int vocab = model.info().vocabSize();
+            float[] full = new float[ids.length * vocab];
+            new Session(model, ids.length, ids.length).feedAllLogits(ids, 0, ids.length, full, 0);
+
+            Session stepwise = new Session(model, ids.length, 1);
+            for (int t = 0; t < ids.length; t++) {
+                float[] logits = stepwise.feed(ids[t]);
+                assertClose(full, t * vocab, logits, vocab, name + " one-by-one, position " + t);
+            }
+            int[] chunks = {3, 1, 7, 2, 5, 11, 4};
+            Session chunked = new Session(model, ids.length, 11);
+            float[] got = new float[ids.length * vocab];
+            for (int off = 0, c = 0; off < ids.length; c++) {
+                int n = Math.min(chunks[c % chunks.length], ids.length - off);
+                chunked.feedAllLogits(ids, off, n, got, off * vocab);
+                off += n;
+            }
+            assertEquals(ids.length, chunked.length());
+            assertClose(full, 0, got, full.length, name + " uneven chunks");
+        }
+    }
+
+    private static void assertClose(float[] ref, int refOff, float[] got, int n, String what) {
+        double maxRef = 0, maxDiff = 0;
+        for (int i = 0; i < n; i++) {
+            maxRef = Math.max(maxRef, Math.abs(ref[refOff + i]));
+            maxDiff = Math.max(maxDiff, Math.abs(ref[refOff + i] - got[i]));
+        }
+        assertTrue(maxDiff <= 1e-5 * Math.max(1, maxRef), what + ": max diff " + maxDiff);
+    }
+
+    static double maxAbs(float[] a) {
+        double m = 0;
+        for (float v : a) {
+            m = Math.max(m, Math.abs(v));
+        }
+        return m;
+    }
+
+    static double maxAbsDiff(float[] a, float[] b) {
+        assertEquals(b.length, a.length);
+        double m = 0;
+        for (int i = 0; i < a.length; i++) {
+            m = Math.max(m, Math.abs(a[i] - b[i]));
+        }
+        return m;
+    }
+}
