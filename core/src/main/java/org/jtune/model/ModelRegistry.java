@@ -7,7 +7,10 @@ import java.util.function.BiFunction;
 import org.jtune.JTuneException;
 import org.jtune.config.HfConfig;
 import org.jtune.io.safetensors.WeightFiles;
+import org.jtune.model.gpt2.Gpt2;
 import org.jtune.model.llama.Llama;
+import org.jtune.model.neox.GptNeoX;
+import org.jtune.model.opt.Opt;
 
 /**
  * The one static list of model families, keyed by config.json's {@code model_type}. Adding a family
@@ -19,7 +22,10 @@ public final class ModelRegistry {
     }
 
     public static final List<Family> FAMILIES = List.of(
-            new Family("llama", Llama.MODEL_TYPES, Llama::load));
+            new Family("llama", Llama.MODEL_TYPES, Llama::load),
+            new Family("gpt2", Gpt2.MODEL_TYPES, Gpt2::load),
+            new Family("gpt_neox", GptNeoX.MODEL_TYPES, GptNeoX::load),
+            new Family("opt", Opt.MODEL_TYPES, Opt::load));
 
     private ModelRegistry() {
     }

@@ -1,5 +1,7 @@
 package org.jtune.model;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -45,6 +47,24 @@ public final class WeightLoader {
                     + "; weight matrices must be F32, F16 or BF16 (is this a quantized checkpoint of another tool?)");
         }
         return new Matrix(files.data(name), info.dtype(), rows, cols);
+    }
+
+    /**
+     * A weight stored transposed, {@code [cols, rows]} (GPT-2's Conv1D keeps {@code [in, out]}),
+     * returned as {@code [rows, cols]} in the same dtype: a one-time copy at load, so the forward
+     * pass never transposes.
+     */
+    public Matrix matrixTransposed(String name, int rows, int cols) {
+        Matrix stored = matrix(name, cols, rows);
+        int size = stored.dtype().byteSize();
+        MemorySegment src = stored.data();
+        MemorySegment dst = Arena.ofAuto().allocate((long) rows * cols * size, 8);
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) {
+                MemorySegment.copy(src, ((long) c * rows + r) * size, dst, ((long) r * cols + c) * size, size);
+            }
+        }
+        return new Matrix(dst, stored.dtype(), rows, cols);
     }
 
     /** A 1-D tensor (norm weight, bias) widened to f32: small, and read in every row of every step. */

@@ -7,9 +7,10 @@ import org.jtune.io.safetensors.WeightFiles;
 import org.jtune.kernel.KernelProvider;
 import org.jtune.kernel.Kernels;
 import org.jtune.kernel.Matrix;
-import org.jtune.kernel.RangeTask;
 import org.jtune.kernel.WorkerPool;
-import org.jtune.model.KvCache;
+import org.jtune.model.Blocks;
+import org.jtune.model.DecoderState;
+import org.jtune.model.Linear;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.ModelInfo;
 import org.jtune.model.ModelState;
@@ -102,9 +103,8 @@ public final class Llama implements LanguageModel {
         }
     }
 
-    record Layer(float[] inputNorm, Matrix q, float[] qBias, Matrix k, float[] kBias, Matrix v, float[] vBias,
-                 Matrix o, float[] oBias, float[] postNorm, Matrix gate, float[] gateBias, Matrix up, float[] upBias,
-                 Matrix down, float[] downBias) {
+    record Layer(float[] inputNorm, Linear q, Linear k, Linear v, Linear o, float[] postNorm, Linear gate,
+                 Linear up, Linear down) {
     }
 
     private final Config cfg;
@@ -114,6 +114,7 @@ public final class Llama implements LanguageModel {
     private final float[] finalNorm;  // (hidden)
     private final Matrix lmHead;      // (vocab, hidden); == embed when tied
     private final Rope rope;
+    private final DecoderState.Dims dims;
     private final ModelInfo info;
     private final Kernels kernels;
     private final WorkerPool pool;
@@ -130,14 +131,14 @@ public final class Llama implements LanguageModel {
         for (int l = 0; l < cfg.numLayers; l++) {
             layers[l] = new Layer(
                     w.vector(WeightLoader.layer(INPUT_NORM, l), h),
-                    w.matrix(WeightLoader.layer(Q, l) + "weight", cfg.qDim(), h), bias(w, Q, l, cfg.qDim(), cfg.qkvBias),
-                    w.matrix(WeightLoader.layer(K, l) + "weight", cfg.kvDim(), h), bias(w, K, l, cfg.kvDim(), cfg.qkvBias),
-                    w.matrix(WeightLoader.layer(V, l) + "weight", cfg.kvDim(), h), bias(w, V, l, cfg.kvDim(), cfg.qkvBias),
-                    w.matrix(WeightLoader.layer(O, l) + "weight", h, cfg.qDim()), bias(w, O, l, h, cfg.oBias),
+                    Linear.load(w, WeightLoader.layer(Q, l), cfg.qDim(), h, cfg.qkvBias),
+                    Linear.load(w, WeightLoader.layer(K, l), cfg.kvDim(), h, cfg.qkvBias),
+                    Linear.load(w, WeightLoader.layer(V, l), cfg.kvDim(), h, cfg.qkvBias),
+                    Linear.load(w, WeightLoader.layer(O, l), h, cfg.qDim(), cfg.oBias),
                     w.vector(WeightLoader.layer(POST_NORM, l), h),
-                    w.matrix(WeightLoader.layer(GATE, l) + "weight", inter, h), bias(w, GATE, l, inter, cfg.mlpBias),
-                    w.matrix(WeightLoader.layer(UP, l) + "weight", inter, h), bias(w, UP, l, inter, cfg.mlpBias),
-                    w.matrix(WeightLoader.layer(DOWN, l) + "weight", h, inter), bias(w, DOWN, l, h, cfg.mlpBias));
+                    Linear.load(w, WeightLoader.layer(GATE, l), inter, h, cfg.mlpBias),
+                    Linear.load(w, WeightLoader.layer(UP, l), inter, h, cfg.mlpBias),
+                    Linear.load(w, WeightLoader.layer(DOWN, l), h, inter, cfg.mlpBias));
         }
         finalNorm = w.vector(FINAL_NORM, h);
         if (cfg.tieWordEmbeddings) {
@@ -148,13 +149,9 @@ public final class Llama implements LanguageModel {
         }
         w.finish(IGNORED);
         rope = Rope.fromConfig(hf, cfg.headDim, cfg.ropeTheta);
+        dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numKvHeads, cfg.headDim, inter, 0, cfg.numLayers);
         info = new ModelInfo(cfg.modelType, "LlamaForCausalLM", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads,
                 cfg.numKvHeads, cfg.headDim, cfg.maxContext, w.parameterCount(), w.bytesByDtype());
-    }
-
-    private static float[] bias(WeightLoader w, String prefix, int layer, int n, boolean expected) {
-        String name = WeightLoader.layer(prefix, layer) + "bias";
-        return expected ? w.vector(name, n) : null;
     }
 
     /** Loads a Llama-family model from a parsed config and opened weights; takes ownership of the files. */
@@ -177,7 +174,7 @@ public final class Llama implements LanguageModel {
             throw new org.jtune.JTuneException("context of " + maxSeq + " tokens exceeds what this model supports ("
                     + cfg.maxContext + ", from max_position_embeddings/sliding_window); use a smaller context");
         }
-        return new State(this, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)));
+        return new DecoderState(dims, rope, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool);
     }
 
     @Override
@@ -185,147 +182,37 @@ public final class Llama implements LanguageModel {
         files.close();
     }
 
-    /** The session-owned buffers; sized once for {@code maxChunk} tokens so no step allocates. */
-    static final class State extends ModelState {
-        final float[] x;        // (chunk, hidden) residual stream
-        final float[] xn;       // (chunk, hidden) normalized input of a sublayer
-        final float[] q;        // (chunk, heads * headDim)
-        final float[] k;        // (chunk, kvHeads * headDim)
-        final float[] v;        // (chunk, kvHeads * headDim)
-        final float[] att;      // (chunk, heads * headDim)
-        final float[] out;      // (chunk, hidden) sublayer output
-        final float[] gate;     // (chunk, intermediate)
-        final float[] up;       // (chunk, intermediate)
-        final float[] cos;      // (maxSeq, headDim / 2)
-        final float[] sin;      // (maxSeq, headDim / 2)
-        final float[][] scores; // (threads) x (maxSeq): attention probabilities of one (token, head)
-        final AttentionTask attention;
-
-        State(Llama m, int maxSeq, int maxChunk) {
-            super(new KvCache(m.cfg.numLayers, maxSeq, m.cfg.kvDim()), maxChunk);
-            Config c = m.cfg;
-            x = new float[maxChunk * c.hiddenSize];
-            xn = new float[maxChunk * c.hiddenSize];
-            q = new float[maxChunk * c.qDim()];
-            k = new float[maxChunk * c.kvDim()];
-            v = new float[maxChunk * c.kvDim()];
-            att = new float[maxChunk * c.qDim()];
-            out = new float[maxChunk * c.hiddenSize];
-            gate = new float[maxChunk * c.intermediateSize];
-            up = new float[maxChunk * c.intermediateSize];
-            float[][] t = m.rope.tables(maxSeq);
-            cos = t[0];
-            sin = t[1];
-            scores = new float[m.pool.threads()][maxSeq];
-            attention = new AttentionTask(m, this);
-        }
-    }
-
-    /** Attention of every (new token, head) pair over the cache, parallel over pairs. */
-    static final class AttentionTask implements RangeTask {
-        private final Llama m;
-        private final State s;
-        int layer, start, tokens;
-
-        AttentionTask(Llama m, State s) {
-            this.m = m;
-            this.s = s;
-        }
-
-        @Override
-        public void run(int from, int to) {
-            Config c = m.cfg;
-            int heads = c.numHeads, hd = c.headDim, group = heads / c.numKvHeads;
-            float[] scores = s.scores[m.pool.rangeIndex(tokens * heads, from)];
-            float scale = (float) (1.0 / Math.sqrt(hd));
-            float[] keys = s.cache.keys[layer], values = s.cache.values[layer];
-            for (int i = from; i < to; i++) {
-                int t = i / heads, head = i % heads;
-                int off = t * c.qDim() + head * hd;
-                m.kernels.attend(s.att, off, s.q, off, keys, values, (head / group) * hd, c.kvDim(),
-                        start + t + 1, hd, scale, scores);
-            }
-        }
-    }
-
     @Override
     public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
-        State s = (State) state;
-        Config c = cfg;
-        int start = s.length();
-        if (n < 1 || n > s.maxChunk() || start + n > s.maxSeq()) {
-            throw new IllegalArgumentException("chunk of " + n + " tokens at position " + start
-                    + " does not fit (maxChunk " + s.maxChunk() + ", maxSeq " + s.maxSeq() + ")");
-        }
-        int h = c.hiddenSize, qd = c.qDim(), kvd = c.kvDim(), hd = c.headDim, inter = c.intermediateSize;
-        for (int t = 0; t < n; t++) {
-            int id = tokens[off + t];
-            if (id < 0 || id >= c.vocabSize) {
-                throw new org.jtune.JTuneException("token id " + id + " is outside the vocabulary [0, " + c.vocabSize + ")");
-            }
-            kernels.gatherRow(s.x, t * h, embed, id);
-        }
+        DecoderState s = (DecoderState) state;
+        Blocks.checkChunk(s, n);
+        int start = s.length(), h = cfg.hiddenSize;
+        float scale = (float) (1.0 / Math.sqrt(cfg.headDim));
+        Blocks.embed(kernels, s.x, embed, tokens, off, n);
         for (int l = 0; l < layers.length; l++) {
             Layer L = layers[l];
-            for (int t = 0; t < n; t++) {
-                kernels.rmsNorm(s.xn, t * h, s.x, t * h, L.inputNorm, c.rmsNormEps, h);
-            }
-            linear(s.q, s.xn, L.q, L.qBias, n);
-            linear(s.k, s.xn, L.k, L.kBias, n);
-            linear(s.v, s.xn, L.v, L.vBias, n);
-            float[] keys = s.cache.keys[l], values = s.cache.values[l];
-            int half = hd / 2;
-            for (int t = 0; t < n; t++) {
-                int pos = start + t;
-                for (int head = 0; head < c.numHeads; head++) {
-                    kernels.rope(s.q, t * qd + head * hd, s.cos, s.sin, pos * half, hd);
-                }
-                for (int head = 0; head < c.numKvHeads; head++) {
-                    kernels.rope(s.k, t * kvd + head * hd, s.cos, s.sin, pos * half, hd);
-                }
-                System.arraycopy(s.k, t * kvd, keys, pos * kvd, kvd);     // append in place
-                System.arraycopy(s.v, t * kvd, values, pos * kvd, kvd);
-            }
-            AttentionTask a = s.attention;
-            a.layer = l;
-            a.start = start;
-            a.tokens = n;
-            pool.run(n * c.numHeads, a);
-            linear(s.out, s.att, L.o, L.oBias, n);
-            add(s.x, s.out, n * h);
-            for (int t = 0; t < n; t++) {
-                kernels.rmsNorm(s.xn, t * h, s.x, t * h, L.postNorm, c.rmsNormEps, h);
-            }
-            linear(s.gate, s.xn, L.gate, L.gateBias, n);
-            linear(s.up, s.xn, L.up, L.upBias, n);
-            kernels.siluMul(s.gate, s.up, n * inter);
-            linear(s.out, s.gate, L.down, L.downBias, n);
-            add(s.x, s.out, n * h);
+            Blocks.rmsNormRows(kernels, s.xn, s.x, L.inputNorm, cfg.rmsNormEps, n, h);
+            L.q.forward(kernels, s.q, s.xn, n);
+            L.k.forward(kernels, s.k, s.xn, n);
+            L.v.forward(kernels, s.v, s.xn, n);
+            s.applyRope(kernels, start, n, cfg.headDim);
+            s.attend(l, start, n, scale);
+            L.o.forward(kernels, s.out, s.att, n);
+            Blocks.add(kernels, s.x, s.out, n * h);
+            Blocks.rmsNormRows(kernels, s.xn, s.x, L.postNorm, cfg.rmsNormEps, n, h);
+            L.gate.forward(kernels, s.mlp, s.xn, n);
+            L.up.forward(kernels, s.mlp2, s.xn, n);
+            kernels.siluMul(s.mlp, s.mlp2, n * cfg.intermediateSize);
+            L.down.forward(kernels, s.out, s.mlp, n);
+            Blocks.add(kernels, s.x, s.out, n * h);
         }
         s.cache.advance(n);
-        if (allLogits) {
-            for (int t = 0; t < n; t++) {
-                kernels.rmsNorm(s.xn, t * h, s.x, t * h, finalNorm, c.rmsNormEps, h);
-            }
-            kernels.matmul(logits, s.xn, lmHead, n);
-        } else {
-            kernels.rmsNorm(s.xn, 0, s.x, (n - 1) * h, finalNorm, c.rmsNormEps, h);
-            kernels.matmul(logits, s.xn, lmHead, 1);
+        int rows = allLogits ? n : 1;
+        int from = allLogits ? 0 : n - 1;
+        for (int t = 0; t < rows; t++) {
+            kernels.rmsNorm(s.xn, t * h, s.x, (from + t) * h, finalNorm, cfg.rmsNormEps, h);
         }
-    }
-
-    private void linear(float[] out, float[] x, Matrix w, float[] bias, int n) {
-        kernels.matmul(out, x, w, n);
-        if (bias != null) {
-            int d = w.rows();
-            for (int t = 0; t < n; t++) {
-                kernels.axpy(out, t * d, 1f, bias, 0, d);
-            }
-        }
-    }
-
-    private void add(float[] y, float[] x, int n) {
-        kernels.axpy(y, 0, 1f, x, 0, n);
+        kernels.matmul(logits, s.xn, lmHead, rows);
     }
 
     @Override

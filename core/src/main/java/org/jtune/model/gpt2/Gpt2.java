@@ -1,0 +1,175 @@
+package org.jtune.model.gpt2;
+
+import java.util.List;
+import org.jtune.JTuneException;
+import org.jtune.config.HfConfig;
+import org.jtune.io.safetensors.WeightFiles;
+import org.jtune.kernel.KernelProvider;
+import org.jtune.kernel.Kernels;
+import org.jtune.kernel.Matrix;
+import org.jtune.kernel.WorkerPool;
+import org.jtune.model.Activation;
+import org.jtune.model.Blocks;
+import org.jtune.model.DecoderState;
+import org.jtune.model.LanguageModel;
+import org.jtune.model.Linear;
+import org.jtune.model.ModelInfo;
+import org.jtune.model.ModelState;
+import org.jtune.model.WeightLoader;
+
+/**
+ * GPT-2 (and DistilGPT2-style checkpoints). Pre-LN blocks:
+ * <pre>
+ *   h = x + c_proj(attention(split(c_attn(ln_1(x)))));   y = h + mlp.c_proj(act(mlp.c_fc(ln_2(h))))
+ * </pre>
+ * Input = wte[token] + wpe[position] (learned absolute positions), final ln_f, head tied to wte.
+ * HF's Conv1D stores weights {@code [in, out]}; the name table transposes them once at load time,
+ * so the forward pass is the same linear layers as every other family. {@code c_attn}'s output is
+ * {@code [Q | K | V]}.
+ */
+public final class Gpt2 implements LanguageModel {
+    public static final List<String> MODEL_TYPES = List.of("gpt2");
+
+    // ---- HF weight-name table; {P} = "transformer." or "" (the original checkpoints have no prefix) ----
+    static final String WTE = "{P}wte.weight";
+    static final String WPE = "{P}wpe.weight";
+    static final String LN_1 = "{P}h.{L}.ln_1.";
+    static final String C_ATTN = "{P}h.{L}.attn.c_attn.";
+    static final String ATTN_C_PROJ = "{P}h.{L}.attn.c_proj.";
+    static final String LN_2 = "{P}h.{L}.ln_2.";
+    static final String C_FC = "{P}h.{L}.mlp.c_fc.";
+    static final String MLP_C_PROJ = "{P}h.{L}.mlp.c_proj.";
+    static final String LN_F = "{P}ln_f.";
+    static final String LM_HEAD = "lm_head.weight";
+    /** Causal-mask buffers older checkpoints carry. */
+    static final List<String> IGNORED = List.of("(transformer\\.)?h\\.\\d+\\.attn\\.(bias|masked_bias)");
+
+    /** config.json mapped explicitly; defaults are those of transformers' GPT2Config. */
+    public record Config(int vocabSize, int hiddenSize, int numLayers, int numHeads, int headDim, int maxPositions,
+                         int innerSize, Activation activation, float layerNormEps, boolean scaleAttnWeights,
+                         boolean scaleAttnByInverseLayerIdx, boolean tieWordEmbeddings) {
+        public static Config from(HfConfig c) {
+            int hidden = c.requirePositiveInt("n_embd");
+            int heads = c.requirePositiveInt("n_head");
+            if (hidden % heads != 0) {
+                throw new JTuneException(c.source() + ": n_embd " + hidden + " is not divisible by n_head " + heads);
+            }
+            if (c.getBoolean("add_cross_attention", false)) {
+                throw c.unsupported("add_cross_attention", true, "jtune runs decoder-only GPT-2");
+            }
+            return new Config(c.requirePositiveInt("vocab_size"), hidden, c.requirePositiveInt("n_layer"), heads,
+                    hidden / heads, c.getPositiveInt("n_positions", 1024),
+                    c.has("n_inner") ? c.requirePositiveInt("n_inner") : 4 * hidden,
+                    Activation.fromConfig(c, "activation_function", "gelu_new"),
+                    (float) c.getDouble("layer_norm_epsilon", 1e-5), c.getBoolean("scale_attn_weights", true),
+                    c.getBoolean("scale_attn_by_inverse_layer_idx", false), c.getBoolean("tie_word_embeddings", true));
+        }
+    }
+
+    record Layer(float[] ln1Weight, float[] ln1Bias, Linear cAttn, Linear attnProj, float[] ln2Weight,
+                 float[] ln2Bias, Linear fc, Linear mlpProj) {
+    }
+
+    private final Config cfg;
+    private final WeightFiles files;
+    private final Matrix wte;        // (vocab, hidden)
+    private final Matrix wpe;        // (positions, hidden)
+    private final Layer[] layers;
+    private final float[] lnFWeight, lnFBias;
+    private final Matrix lmHead;     // (vocab, hidden)
+    private final DecoderState.Dims dims;
+    private final ModelInfo info;
+    private final Kernels kernels = KernelProvider.get();
+    private final WorkerPool pool = WorkerPool.shared();
+
+    private Gpt2(Config cfg, WeightFiles files) {
+        this.cfg = cfg;
+        this.files = files;
+        WeightLoader w = new WeightLoader(files);
+        String p = files.contains("transformer.wte.weight") ? "transformer." : "";
+        int h = cfg.hiddenSize;
+        wte = w.matrix(name(WTE, p, 0), cfg.vocabSize, h);
+        wpe = w.matrix(name(WPE, p, 0), cfg.maxPositions, h);
+        layers = new Layer[cfg.numLayers];
+        for (int l = 0; l < cfg.numLayers; l++) {
+            layers[l] = new Layer(
+                    w.vector(name(LN_1, p, l) + "weight", h), w.vector(name(LN_1, p, l) + "bias", h),
+                    Linear.loadConv1D(w, name(C_ATTN, p, l), 3 * h, h),
+                    Linear.loadConv1D(w, name(ATTN_C_PROJ, p, l), h, h),
+                    w.vector(name(LN_2, p, l) + "weight", h), w.vector(name(LN_2, p, l) + "bias", h),
+                    Linear.loadConv1D(w, name(C_FC, p, l), cfg.innerSize, h),
+                    Linear.loadConv1D(w, name(MLP_C_PROJ, p, l), h, cfg.innerSize));
+        }
+        lnFWeight = w.vector(name(LN_F, p, 0) + "weight", h);
+        lnFBias = w.vector(name(LN_F, p, 0) + "bias", h);
+        if (cfg.tieWordEmbeddings) {
+            lmHead = wte;
+            w.ignore(LM_HEAD);
+        } else {
+            lmHead = w.matrix(LM_HEAD, cfg.vocabSize, h);
+        }
+        w.finish(IGNORED);
+        dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.innerSize, 3 * h, cfg.numLayers);
+        info = new ModelInfo("gpt2", "GPT2LMHeadModel", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads, cfg.numHeads,
+                cfg.headDim, cfg.maxPositions, w.parameterCount(), w.bytesByDtype());
+    }
+
+    private static String name(String pattern, String prefix, int layer) {
+        return WeightLoader.layer(pattern.replace("{P}", prefix), layer);
+    }
+
+    public static Gpt2 load(HfConfig hf, WeightFiles files) {
+        return new Gpt2(Config.from(hf), files);
+    }
+
+    @Override
+    public ModelInfo info() {
+        return info;
+    }
+
+    @Override
+    public ModelState newState(int maxSeq, int maxChunk) {
+        if (maxSeq > cfg.maxPositions) {
+            throw new JTuneException("context of " + maxSeq + " tokens exceeds GPT-2's n_positions " + cfg.maxPositions);
+        }
+        return new DecoderState(dims, null, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool);
+    }
+
+    @Override
+    public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
+        DecoderState s = (DecoderState) state;
+        Blocks.checkChunk(s, n);
+        int start = s.length(), h = cfg.hiddenSize;
+        Blocks.embed(kernels, s.x, wte, tokens, off, n);
+        Blocks.addPositions(kernels, s.x, s.out, wpe, start, 0, n);
+        for (int l = 0; l < layers.length; l++) {
+            Layer L = layers[l];
+            float scale = cfg.scaleAttnWeights ? (float) (1.0 / Math.sqrt(cfg.headDim)) : 1f;
+            if (cfg.scaleAttnByInverseLayerIdx) {
+                scale /= (l + 1);
+            }
+            Blocks.layerNormRows(kernels, s.xn, s.x, L.ln1Weight, L.ln1Bias, cfg.layerNormEps, n, h);
+            L.cAttn.forward(kernels, s.qkv, s.xn, n);
+            s.splitQkv(n, false);
+            s.attend(l, start, n, scale);
+            L.attnProj.forward(kernels, s.out, s.att, n);
+            Blocks.add(kernels, s.x, s.out, n * h);
+            Blocks.layerNormRows(kernels, s.xn, s.x, L.ln2Weight, L.ln2Bias, cfg.layerNormEps, n, h);
+            L.fc.forward(kernels, s.mlp, s.xn, n);
+            cfg.activation.apply(s.mlp, n * cfg.innerSize);
+            L.mlpProj.forward(kernels, s.out, s.mlp, n);
+            Blocks.add(kernels, s.x, s.out, n * h);
+        }
+        s.cache.advance(n);
+        int rows = allLogits ? n : 1, from = allLogits ? 0 : n - 1;
+        for (int t = 0; t < rows; t++) {
+            kernels.layerNorm(s.xn, t * h, s.x, (from + t) * h, lnFWeight, lnFBias, cfg.layerNormEps, h);
+        }
+        kernels.matmul(logits, s.xn, lmHead, rows);
+    }
+
+    @Override
+    public void close() {
+        files.close();
+    }
+}

@@ -1,0 +1,184 @@
+package org.jtune.model.neox;
+
+import java.util.List;
+import org.jtune.JTuneException;
+import org.jtune.config.HfConfig;
+import org.jtune.io.safetensors.WeightFiles;
+import org.jtune.kernel.KernelProvider;
+import org.jtune.kernel.Kernels;
+import org.jtune.kernel.Matrix;
+import org.jtune.kernel.WorkerPool;
+import org.jtune.model.Activation;
+import org.jtune.model.Blocks;
+import org.jtune.model.DecoderState;
+import org.jtune.model.LanguageModel;
+import org.jtune.model.Linear;
+import org.jtune.model.ModelInfo;
+import org.jtune.model.ModelState;
+import org.jtune.model.Rope;
+import org.jtune.model.WeightLoader;
+
+/**
+ * GPT-NeoX (Pythia, GPT-NeoX-20B). Per layer, with LayerNorms ln1 = input_layernorm and
+ * ln2 = post_attention_layernorm:
+ * <pre>
+ *   use_parallel_residual (Pythia):  y = x + attn(ln1(x)) + mlp(ln2(x))
+ *   sequential:                      h = x + attn(ln1(x));  y = h + mlp(ln2(h))
+ * </pre>
+ * The fused {@code query_key_value} output is laid out per head as {@code [q_h | k_h | v_h]}; only
+ * the first {@code int(head_dim * rotary_pct)} features of q and k rotate. Exact-erf GELU by default,
+ * untied {@code embed_out}.
+ */
+public final class GptNeoX implements LanguageModel {
+    public static final List<String> MODEL_TYPES = List.of("gpt_neox");
+
+    // ---- HF weight-name table ----
+    static final String EMBED_IN = "gpt_neox.embed_in.weight";
+    static final String LN_1 = "gpt_neox.layers.{L}.input_layernorm.";
+    static final String QKV = "gpt_neox.layers.{L}.attention.query_key_value.";
+    static final String DENSE = "gpt_neox.layers.{L}.attention.dense.";
+    static final String LN_2 = "gpt_neox.layers.{L}.post_attention_layernorm.";
+    static final String H_TO_4H = "gpt_neox.layers.{L}.mlp.dense_h_to_4h.";
+    static final String FOURH_TO_H = "gpt_neox.layers.{L}.mlp.dense_4h_to_h.";
+    static final String FINAL_LN = "gpt_neox.final_layer_norm.";
+    static final String EMBED_OUT = "embed_out.weight";
+    /** Buffers older checkpoints carry (causal masks, cached rotary frequencies). */
+    static final List<String> IGNORED = List.of(
+            "gpt_neox\\.layers\\.\\d+\\.attention\\.(bias|masked_bias|rotary_emb\\.inv_freq)");
+
+    /** config.json mapped explicitly; defaults are those of transformers' GPTNeoXConfig. */
+    public record Config(int vocabSize, int hiddenSize, int intermediateSize, int numLayers, int numHeads, int headDim,
+                         int rotaryDims, double ropeTheta, int maxPositions, float layerNormEps, Activation activation,
+                         boolean parallelResidual, boolean tieWordEmbeddings, boolean attentionBias) {
+        public static Config from(HfConfig c) {
+            int hidden = c.requirePositiveInt("hidden_size");
+            int heads = c.requirePositiveInt("num_attention_heads");
+            if (hidden % heads != 0) {
+                throw new JTuneException(c.source() + ": hidden_size " + hidden + " is not divisible by num_attention_heads " + heads);
+            }
+            int headDim = hidden / heads;
+            double pct = c.getDouble("rotary_pct", 0.25);
+            if (pct < 0 || pct > 1) {
+                throw c.unsupported("rotary_pct", pct, "it must be in [0, 1]");
+            }
+            int rot = (int) (headDim * pct);
+            if (rot % 2 != 0) {
+                throw c.unsupported("rotary_pct", pct, "head_dim * rotary_pct = " + rot + " must be even");
+            }
+            double theta = c.has("rotary_emb_base") ? c.requireDouble("rotary_emb_base") : c.getDouble("rope_theta", 10000);
+            return new Config(c.requirePositiveInt("vocab_size"), hidden,
+                    c.getPositiveInt("intermediate_size", 4 * hidden), c.requirePositiveInt("num_hidden_layers"), heads,
+                    headDim, rot, theta, c.getPositiveInt("max_position_embeddings", 2048),
+                    (float) c.getDouble("layer_norm_eps", 1e-5), Activation.fromConfig(c, "hidden_act", "gelu"),
+                    c.getBoolean("use_parallel_residual", true), c.getBoolean("tie_word_embeddings", false),
+                    c.getBoolean("attention_bias", true));
+        }
+    }
+
+    record Layer(float[] ln1Weight, float[] ln1Bias, Linear qkv, Linear dense, float[] ln2Weight, float[] ln2Bias,
+                 Linear up, Linear down) {
+    }
+
+    private final Config cfg;
+    private final WeightFiles files;
+    private final Matrix embedIn;    // (vocab, hidden)
+    private final Layer[] layers;
+    private final float[] finalWeight, finalBias;
+    private final Matrix embedOut;   // (vocab, hidden)
+    private final Rope rope;
+    private final DecoderState.Dims dims;
+    private final ModelInfo info;
+    private final Kernels kernels = KernelProvider.get();
+    private final WorkerPool pool = WorkerPool.shared();
+
+    private GptNeoX(Config cfg, HfConfig hf, WeightFiles files) {
+        this.cfg = cfg;
+        this.files = files;
+        WeightLoader w = new WeightLoader(files);
+        int h = cfg.hiddenSize;
+        embedIn = w.matrix(EMBED_IN, cfg.vocabSize, h);
+        layers = new Layer[cfg.numLayers];
+        for (int l = 0; l < cfg.numLayers; l++) {
+            layers[l] = new Layer(
+                    w.vector(WeightLoader.layer(LN_1, l) + "weight", h), w.vector(WeightLoader.layer(LN_1, l) + "bias", h),
+                    Linear.load(w, WeightLoader.layer(QKV, l), 3 * h, h, cfg.attentionBias),
+                    Linear.load(w, WeightLoader.layer(DENSE, l), h, h, cfg.attentionBias),
+                    w.vector(WeightLoader.layer(LN_2, l) + "weight", h), w.vector(WeightLoader.layer(LN_2, l) + "bias", h),
+                    Linear.load(w, WeightLoader.layer(H_TO_4H, l), cfg.intermediateSize, h, true),
+                    Linear.load(w, WeightLoader.layer(FOURH_TO_H, l), h, cfg.intermediateSize, true));
+        }
+        finalWeight = w.vector(FINAL_LN + "weight", h);
+        finalBias = w.vector(FINAL_LN + "bias", h);
+        if (cfg.tieWordEmbeddings) {
+            embedOut = embedIn;
+            w.ignore(EMBED_OUT);
+        } else {
+            embedOut = w.matrix(EMBED_OUT, cfg.vocabSize, h);
+        }
+        w.finish(IGNORED);
+        rope = cfg.rotaryDims > 0 ? Rope.fromConfig(hf, cfg.rotaryDims, cfg.ropeTheta) : null;
+        dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.intermediateSize, 3 * h, cfg.numLayers);
+        info = new ModelInfo("gpt_neox", "GPTNeoXForCausalLM", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads,
+                cfg.numHeads, cfg.headDim, cfg.maxPositions, w.parameterCount(), w.bytesByDtype());
+    }
+
+    public static GptNeoX load(HfConfig hf, WeightFiles files) {
+        return new GptNeoX(Config.from(hf), hf, files);
+    }
+
+    @Override
+    public ModelInfo info() {
+        return info;
+    }
+
+    @Override
+    public ModelState newState(int maxSeq, int maxChunk) {
+        if (maxSeq > cfg.maxPositions) {
+            throw new JTuneException("context of " + maxSeq + " tokens exceeds max_position_embeddings " + cfg.maxPositions);
+        }
+        return new DecoderState(dims, rope, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool);
+    }
+
+    @Override
+    public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
+        DecoderState s = (DecoderState) state;
+        Blocks.checkChunk(s, n);
+        int start = s.length(), h = cfg.hiddenSize;
+        float scale = (float) (1.0 / Math.sqrt(cfg.headDim));
+        Blocks.embed(kernels, s.x, embedIn, tokens, off, n);
+        for (int l = 0; l < layers.length; l++) {
+            Layer L = layers[l];
+            Blocks.layerNormRows(kernels, s.xn, s.x, L.ln1Weight, L.ln1Bias, cfg.layerNormEps, n, h);
+            L.qkv.forward(kernels, s.qkv, s.xn, n);
+            s.splitQkv(n, true);
+            if (cfg.rotaryDims > 0) {
+                s.applyRope(kernels, start, n, cfg.rotaryDims);
+            }
+            s.attend(l, start, n, scale);
+            L.dense.forward(kernels, s.out, s.att, n);
+            if (cfg.parallelResidual) {
+                // y = x + attn(ln1(x)) + mlp(ln2(x)): the MLP reads x before the attention output is added
+                Blocks.layerNormRows(kernels, s.xn, s.x, L.ln2Weight, L.ln2Bias, cfg.layerNormEps, n, h);
+                Blocks.add(kernels, s.x, s.out, n * h);
+            } else {
+                Blocks.add(kernels, s.x, s.out, n * h);
+                Blocks.layerNormRows(kernels, s.xn, s.x, L.ln2Weight, L.ln2Bias, cfg.layerNormEps, n, h);
+            }
+            L.up.forward(kernels, s.mlp, s.xn, n);
+            cfg.activation.apply(s.mlp, n * cfg.intermediateSize);
+            L.down.forward(kernels, s.out, s.mlp, n);
+            Blocks.add(kernels, s.x, s.out, n * h);
+        }
+        s.cache.advance(n);
+        int rows = allLogits ? n : 1, from = allLogits ? 0 : n - 1;
+        for (int t = 0; t < rows; t++) {
+            kernels.layerNorm(s.xn, t * h, s.x, (from + t) * h, finalWeight, finalBias, cfg.layerNormEps, h);
+        }
+        kernels.matmul(logits, s.xn, embedOut, rows);
+    }
+
+    @Override
+    public void close() {
+        files.close();
+    }
+}

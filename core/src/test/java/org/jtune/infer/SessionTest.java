@@ -1,0 +1,46 @@
+package org.jtune.infer;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.management.ManagementFactory;
+import org.jtune.model.LanguageModel;
+import org.jtune.model.ModelRegistry;
+import org.jtune.testutil.Shared;
+import org.junit.jupiter.api.Test;
+
+class SessionTest {
+    @Test
+    void decodeStepAllocatesNothing() {
+        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        try (LanguageModel m = ModelRegistry.load(Shared.path("models/tiny-llama"))) {
+            Session s = new Session(m, 400);
+            s.feed(new int[] {1, 5, 9});
+            for (int i = 0; i < 150; i++) {          // warm up: let the JIT compile the decode path
+                s.feed(7 + i);
+            }
+            s.rewind(3);
+            long before = threads.getCurrentThreadAllocatedBytes();
+            for (int i = 0; i < 200; i++) {
+                s.feed(7 + i);
+            }
+            long allocated = threads.getCurrentThreadAllocatedBytes() - before;
+            // A few hundred bytes of slack for JIT/profiling noise; one allocation per step would be >= 200 * 16.
+            assertTrue(allocated < 1024, "200 decode steps allocated " + allocated + " bytes");
+        }
+    }
+
+    @Test
+    void rewindRecomputesTheSameLogits() {
+        try (LanguageModel m = ModelRegistry.load(Shared.path("models/tiny-llama"))) {
+            Session s = new Session(m, 32);
+            s.feed(new int[] {1, 2, 3, 4});
+            float[] first = s.feed(5).clone();
+            s.rewind(4);
+            assertArrayEquals(new int[] {1, 2, 3, 4}, s.tokens());
+            assertArrayEquals(first, s.feed(5));
+            assertEquals(5, s.length());
+        }
+    }
+}
