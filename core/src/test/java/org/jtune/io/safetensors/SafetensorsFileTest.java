@@ -162,6 +162,28 @@ class SafetensorsFileTest {
         }
     }
 
+    @Test
+    void mapsTensorsLargerThan2GbAndRefusesToCopyThemIntoAnArray() throws IOException {
+        // A sparse file: the OS stores no data for the 3 GB of zeros, so this test is cheap.
+        long big = 3_000_000_000L;
+        String json = "{" + entry("huge", "U8", "[" + big + "]", "[0," + big + "]") + "}";
+        Path p = header(json, 0);
+        try (java.io.RandomAccessFile raf = new java.io.RandomAccessFile(p.toFile(), "rw")) {
+            raf.setLength(8 + json.getBytes().length + big);
+            raf.seek(raf.length() - 1);
+            raf.write(7);
+        }
+        try (SafetensorsFile f = SafetensorsFile.open(p)) {
+            MemorySegment s = f.data("huge");
+            assertEquals(big, s.byteSize());
+            assertEquals(7, s.get(ValueLayout.JAVA_BYTE, big - 1));
+            assertEquals(0, s.get(ValueLayout.JAVA_BYTE, big / 2));
+            JTuneException e = assertThrows(JTuneException.class, () -> f.readLongs("huge"));
+            assertTrue(e.getMessage().contains("3000000000 elements") && e.getMessage().contains("data(name)"),
+                    e.getMessage());
+        }
+    }
+
     // ---- validation: every broken file is refused with the file named, the problem, and a hint ----
 
     private JTuneException rejects(Path file, String... fragments) {
