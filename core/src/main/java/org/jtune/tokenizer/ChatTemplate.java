@@ -17,8 +17,9 @@ import org.jtune.JTuneException;
 /**
  * Renders a Hugging Face chat template (the Jinja source in tokenizer_config.json) into the prompt
  * string, matching {@code apply_chat_template(messages, tokenize=False, add_generation_prompt=...)}.
- * We use Jinjava configured like transformers' sandbox ({@code trim_blocks=True,
- * lstrip_blocks=True}, no kept trailing newline) and bridge the Python-isms that HF templates use:
+ * We use Jinjava, with Jinja2's whitespace rules as transformers configures them ({@code
+ * trim_blocks=True, lstrip_blocks=True}, "-" markers, no kept trailing newline) applied to the
+ * source beforehand by {@link JinjaWhitespace}, and bridge the Python-isms that HF templates use:
  * {@code raise_exception(msg)} becomes a {@link JTuneException}, and the few Python string methods
  * Jinjava lacks are renamed to their Java equivalents before compiling (see {@link #PY_METHODS}).
  */
@@ -38,7 +39,6 @@ public final class ChatTemplate {
             "startswith", "startsWith",
             "endswith", "endsWith");
 
-    private static final Pattern TAG = Pattern.compile("\\{[{%].*?[%}]\\}", Pattern.DOTALL);
     private static final Pattern PY_CALL =
             Pattern.compile("\\.(lstrip|rstrip|upper|lower|startswith|endswith)\\(");
 
@@ -114,28 +114,25 @@ public final class ChatTemplate {
     }
 
     static String prepare(String src) {
-        // Jinja2 (keep_trailing_newline=False, HF's setting) drops one trailing newline of the
-        // source; Jinjava keeps it, so drop it here.
-        if (src.endsWith("\r\n")) {
-            src = src.substring(0, src.length() - 2);
-        } else if (src.endsWith("\n") || src.endsWith("\r")) {
+        // Jinja2 normalizes newlines and (keep_trailing_newline=False, HF's setting) drops one
+        // trailing newline of the source; Jinjava does neither.
+        src = src.replace("\r\n", "\n").replace('\r', '\n');
+        if (src.endsWith("\n")) {
             src = src.substring(0, src.length() - 1);
         }
-        // Rename Python string methods, only inside {{ }} / {% %} so literal text is untouched.
-        Matcher tags = TAG.matcher(src);
-        StringBuilder out = new StringBuilder(src.length());
-        while (tags.find()) {
-            Matcher call = PY_CALL.matcher(tags.group());
-            StringBuilder tag = new StringBuilder();
-            while (call.find()) {
-                call.appendReplacement(tag, "." + PY_METHODS.get(call.group(1)) + "(");
-            }
-            call.appendTail(tag);
-            tags.appendReplacement(out, Matcher.quoteReplacement(tag.toString()));
-        }
-        tags.appendTail(out);
-        return out.toString();
+        return JinjaWhitespace.apply(src, PY_METHOD_REWRITE);
     }
+
+    /** Renames Python string methods inside one tag body (never in literal text). */
+    private static final java.util.function.UnaryOperator<String> PY_METHOD_REWRITE = body -> {
+        Matcher call = PY_CALL.matcher(body);
+        StringBuilder out = new StringBuilder(body.length());
+        while (call.find()) {
+            call.appendReplacement(out, "." + PY_METHODS.get(call.group(1)) + "(");
+        }
+        call.appendTail(out);
+        return out.toString();
+    };
 
     private static TemplateRaised findRaised(Throwable t) {
         for (int depth = 0; t != null && depth < 20; depth++, t = t.getCause()) {
@@ -147,9 +144,11 @@ public final class ChatTemplate {
     }
 
     private static Jinjava newJinjava() {
+        // Whitespace control is already applied by JinjaWhitespace, so Jinjava must not add its
+        // own (its trim/lstrip and "{{-" handling differ from Jinja2's in corner cases).
         Jinjava j = new Jinjava(JinjavaConfig.newBuilder()
-                .withTrimBlocks(true)
-                .withLstripBlocks(true)
+                .withTrimBlocks(false)
+                .withLstripBlocks(false)
                 .build());
         j.getGlobalContext().registerFunction(new ELFunctionDefinition(
                 "", "raise_exception", ChatTemplate.class, "raiseException", String.class));
