@@ -20,7 +20,8 @@ import org.jtune.JTuneException;
  * We use Jinjava, with Jinja2's whitespace rules as transformers configures them ({@code
  * trim_blocks=True, lstrip_blocks=True}, "-" markers, no kept trailing newline) applied to the
  * source beforehand by {@link JinjaWhitespace}, and bridge the Python-isms that HF templates use:
- * {@code raise_exception(msg)} becomes a {@link JTuneException}, and the few Python string methods
+ * {@code raise_exception(msg)} becomes a {@link JTuneException}, {@code strftime_now(fmt)} is
+ * provided, and the few Python string methods
  * Jinjava lacks are renamed to their Java equivalents before compiling (see {@link #PY_METHODS}).
  */
 public final class ChatTemplate {
@@ -152,7 +153,52 @@ public final class ChatTemplate {
                 .build());
         j.getGlobalContext().registerFunction(new ELFunctionDefinition(
                 "", "raise_exception", ChatTemplate.class, "raiseException", String.class));
+        j.getGlobalContext().registerFunction(new ELFunctionDefinition(
+                "", "strftime_now", ChatTemplate.class, "strftimeNow", String.class));
         return j;
+    }
+
+    /**
+     * Called from templates as {@code strftime_now("%d %b %Y")} (Llama 3.1+ put today's date in
+     * the system prompt). Supports the common Python directives; others are copied verbatim.
+     */
+    public static String strftimeNow(String format) {
+        return strftime(format, java.time.LocalDateTime.now());
+    }
+
+    static String strftime(String format, java.time.LocalDateTime t) {
+        StringBuilder out = new StringBuilder();
+        for (int i = 0; i < format.length(); i++) {
+            char c = format.charAt(i);
+            if (c != '%' || i + 1 == format.length()) {
+                out.append(c);
+                continue;
+            }
+            char d = format.charAt(++i);
+            String pattern = switch (d) {
+                case 'd' -> "dd";
+                case 'm' -> "MM";
+                case 'Y' -> "yyyy";
+                case 'y' -> "yy";
+                case 'b' -> "MMM";
+                case 'B' -> "MMMM";
+                case 'a' -> "EEE";
+                case 'A' -> "EEEE";
+                case 'H' -> "HH";
+                case 'M' -> "mm";
+                case 'S' -> "ss";
+                default -> null;
+            };
+            if (d == '%') {
+                out.append('%');
+            } else if (pattern == null) {
+                out.append('%').append(d);
+            } else {
+                out.append(java.time.format.DateTimeFormatter
+                        .ofPattern(pattern, java.util.Locale.ENGLISH).format(t));
+            }
+        }
+        return out.toString();
     }
 
     /** Carries the template's own message out through Jinjava's error handling. */

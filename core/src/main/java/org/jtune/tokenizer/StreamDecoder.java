@@ -32,8 +32,9 @@ public final class StreamDecoder {
         ids.add(tokenId);
         String prefix = tokenizer.decode(ids, prefixOffset, readOffset, skipSpecialTokens);
         String text = tokenizer.decode(ids, prefixOffset, ids.size(), skipSpecialTokens);
-        if (text.length() > prefix.length() && text.charAt(text.length() - 1) != REPLACEMENT
-                && text.startsWith(prefix)) {
+        // Like TGI we slice by length without checking that text starts with prefix: with the
+        // HF decoders it always does, and insisting would stall the stream if one ever did not.
+        if (text.length() > prefix.length() && text.charAt(text.length() - 1) != REPLACEMENT) {
             String piece = text.substring(prefix.length());
             prefixOffset = readOffset;
             readOffset = ids.size();
@@ -47,7 +48,7 @@ public final class StreamDecoder {
     public String flush() {
         String prefix = tokenizer.decode(ids, prefixOffset, readOffset, skipSpecialTokens);
         String text = tokenizer.decode(ids, prefixOffset, ids.size(), skipSpecialTokens);
-        String rest = text.startsWith(prefix) ? text.substring(prefix.length()) : "";
+        String rest = text.length() > prefix.length() ? text.substring(prefix.length()) : "";
         reset();
         return rest;
     }

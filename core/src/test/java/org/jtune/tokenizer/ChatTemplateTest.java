@@ -126,4 +126,13 @@ class ChatTemplateTest {
                 + " {{ 'q' }}  {%- if false %}no{% else %} yes {% endif -%}  \n!", null, null)
                 .render(List.of(), false));
     }
+
+    @Test
+    void strftimeNowFormatsLikePython() {
+        java.time.LocalDateTime t = java.time.LocalDateTime.of(2024, 7, 5, 9, 3, 1);
+        assertEquals("05 Jul 2024", ChatTemplate.strftime("%d %b %Y", t));
+        assertEquals("Friday, July 05 09:03:01 100% %Q", ChatTemplate.strftime("%A, %B %d %H:%M:%S 100%% %Q", t));
+        String rendered = ChatTemplate.of("{{ strftime_now('%Y') }}", null, null).render(List.of(), false);
+        assertEquals(String.valueOf(java.time.LocalDate.now().getYear()), rendered);
+    }
 }
