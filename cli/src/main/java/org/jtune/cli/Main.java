@@ -16,7 +16,11 @@ public final class Main {
 
     /** Runs the CLI and returns its exit code (tests call this). */
     public static int run(String... args) {
-        CommandLine cli = new CommandLine(new Main());
+        return configure(new CommandLine(new Main())).execute(args);
+    }
+
+    /** Installs the error handling: a JTuneException anywhere in the cause chain becomes one line and exit code 2. */
+    static CommandLine configure(CommandLine cli) {
         cli.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             Throwable t = ex;
             while (!(t instanceof JTuneException) && t.getCause() != null && t.getCause() != t) {
@@ -28,6 +32,6 @@ public final class Main {
             }
             throw ex;
         });
-        return cli.execute(args);
+        return cli;
     }
 }

@@ -45,19 +45,14 @@ final class ScoreCommand implements Callable<Integer> {
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
         try (Engine engine = Engine.load(modelOptions.model)) {
-            int[] ids;
-            int context;
-            if (input.ids != null) {
-                ids = TokenIds.parse(input.ids);
-            } else {
-                ids = engine.requireTokenizer().encode(input.text, true);
-            }
-            context = modelOptions.maxContext > 0 ? modelOptions.maxContext : ids.length;
+            int[] ids = input.ids != null ? TokenIds.parse(input.ids) : engine.requireTokenizer().encode(input.text, true);
+            int context = modelOptions.maxContext > 0 ? modelOptions.maxContext : ids.length;
             try (Session session = engine.newSession(context)) {
                 Scoring.Result r = Scoring.score(session, ids);
                 out.printf("%5s %8s %12s  %s%n", "pos", "id", "logprob", "token");
                 for (int t = 0; t < ids.length; t++) {
-                    String piece = engine.tokenizer().map(tok -> tok.decode(new int[] {ids[t]}, false)).orElse("");
+                    int id = ids[t];
+                    String piece = engine.tokenizer().map(tok -> tok.decode(new int[] {id}, false)).orElse("");
                     out.printf("%5d %8d %12s  %s%n", t, ids[t], t == 0 ? "-" : String.format("%.5f", r.logProbs()[t]),
                             piece.replace("\n", "\\n"));
                 }

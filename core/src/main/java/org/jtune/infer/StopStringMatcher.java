@@ -39,9 +39,10 @@ final class StopStringMatcher {
             return out;
         }
         int hold = 0;
+        String held = pending.toString();
         for (String s : stops) {
-            for (int k = Math.min(s.length() - 1, pending.length()); k > hold; k--) {
-                if (pending.regionMatches(pending.length() - k, s, 0, k)) {
+            for (int k = Math.min(s.length() - 1, held.length()); k > hold; k--) {
+                if (held.regionMatches(held.length() - k, s, 0, k)) {
                     hold = k;
                     break;
                 }

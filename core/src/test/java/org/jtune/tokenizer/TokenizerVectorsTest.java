@@ -31,7 +31,7 @@ class TokenizerVectorsTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("vocabularies")
     void encodesLlamaCppVectorsLikeHuggingFace(String name, String tokenizerFile) {
-        Path base = Shared.path("tokenizers/vectors/llamacpp/ggml-vocab-" + name + ".gguf");
+        Path base = Shared.root().resolve("tokenizers/vectors/llamacpp/ggml-vocab-" + name + ".gguf");
         List<String> inputs = readInputs(Path.of(base + ".inp"));
         List<String> outputs = Arrays.asList(
                 Tokenizer.readText(Path.of(base + ".out")).split("\n", -1));
