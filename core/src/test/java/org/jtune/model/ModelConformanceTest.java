@@ -12,7 +12,11 @@ import java.util.stream.Stream;
 import org.jtune.config.HfConfig;
 import org.jtune.infer.Session;
 import org.jtune.io.safetensors.SafetensorsFile;
+import org.jtune.io.safetensors.SafetensorsWriter;
+import org.jtune.io.safetensors.TensorInfo;
 import org.jtune.testutil.Shared;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -63,8 +67,51 @@ class ModelConformanceTest {
                 Session session = new Session(model, ids.length, 16);
                 session.feedAllLogits(ids, 0, ids.length, ours, 0);
                 double err = maxAbsDiff(ours, ref) / maxAbs(ref);
+                System.out.printf("%s sequence %d (%d tokens): relative logits error %.2e%n", name, s, ids.length, err);
                 assertTrue(err <= LOGITS_REL_TOL, name + " sequence " + s + ": relative logits error " + err);
             }
+        }
+    }
+
+    @Test
+    void everyRegisteredFamilyHasAGoldenModel() throws IOException {
+        java.util.Set<String> covered = new java.util.HashSet<>();
+        for (String name : goldenModels().toList()) {
+            covered.add(ModelRegistry.familyOf(HfConfig.load(Shared.path("models/" + name))).name());
+        }
+        for (ModelRegistry.Family f : ModelRegistry.FAMILIES) {
+            assertTrue(covered.contains(f.name()), "family " + f.name() + " has no model with a golden file in ../shared");
+        }
+    }
+
+    /** Rewrites the checkpoint as two shards plus an index with our writer, reloads it, and expects identical logits. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("goldenModels")
+    void roundTripThroughShardedCopyGivesIdenticalLogits(String name, @TempDir Path dir) throws IOException {
+        Path src = Shared.path("models/" + name);
+        Files.copy(src.resolve("config.json"), dir.resolve("config.json"));
+        StringBuilder index = new StringBuilder("{\"metadata\": {}, \"weight_map\": {");
+        try (SafetensorsFile f = SafetensorsFile.open(src.resolve("model.safetensors"))) {
+            SafetensorsWriter[] shards = {new SafetensorsWriter(), new SafetensorsWriter()};
+            int i = 0;
+            for (TensorInfo t : f.tensors().values()) {
+                String shard = "model-0000" + (i % 2 + 1) + "-of-00002.safetensors";
+                shards[i % 2].add(t.name(), t.dtype(), t.shape(), f.data(t.name()));
+                index.append(i == 0 ? "" : ", ").append('"').append(t.name()).append("\": \"").append(shard).append('"');
+                i++;
+            }
+            shards[0].write(dir.resolve("model-00001-of-00002.safetensors"));
+            shards[1].write(dir.resolve("model-00002-of-00002.safetensors"));
+        }
+        Files.writeString(dir.resolve("model.safetensors.index.json"), index.append("}}").toString());
+        int[] ids = {1, 7, 42, 3, 99, 5};
+        try (LanguageModel a = ModelRegistry.load(src); LanguageModel b = ModelRegistry.load(dir)) {
+            int vocab = a.info().vocabSize();
+            float[] la = new float[ids.length * vocab], lb = new float[ids.length * vocab];
+            new Session(a, ids.length).feedAllLogits(ids, 0, ids.length, la, 0);
+            new Session(b, ids.length).feedAllLogits(ids, 0, ids.length, lb, 0);
+            assertArrayEquals(la, lb);
+            assertEquals(a.info().parameterCount(), b.info().parameterCount());
         }
     }
 

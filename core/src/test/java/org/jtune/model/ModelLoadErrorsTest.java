@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.function.Predicate;
 import org.jtune.JTuneException;
 import org.jtune.infer.Session;
+import org.jtune.io.safetensors.DType;
 import org.jtune.io.safetensors.SafetensorsFile;
 import org.jtune.io.safetensors.SafetensorsWriter;
 import org.jtune.io.safetensors.TensorInfo;
@@ -68,6 +69,41 @@ class ModelLoadErrorsTest {
     void rejectsMissingTensor() throws IOException {
         String msg = message(tinyLlama(n -> !n.equals("model.layers.1.mlp.up_proj.weight"), c -> c, null));
         assertTrue(msg.contains("model.layers.1.mlp.up_proj.weight"), msg);
+    }
+
+    @Test
+    void rejectsAWeightOfTheWrongDtype() throws IOException {
+        Path d = tinyLlama(n -> true, c -> c, null);
+        Path src = d.resolve("model.safetensors");
+        Path copy = dir.resolve("rewritten.safetensors");
+        try (SafetensorsFile f = SafetensorsFile.open(src)) {
+            SafetensorsWriter w = new SafetensorsWriter();
+            for (TensorInfo t : f.tensors().values()) {
+                DType dtype = t.name().equals("model.layers.0.mlp.up_proj.weight") ? DType.I32 : t.dtype();
+                w.add(t.name(), dtype, t.shape(), f.data(t.name()));
+            }
+            w.write(copy);
+        }
+        Files.move(copy, src, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        String msg = message(d);
+        assertTrue(msg.contains("up_proj") && msg.contains("I32"), msg);
+    }
+
+    @Test
+    void rejectsAnActivationWeDoNotImplementNamingKeyAndValue() throws IOException {
+        Path src = Shared.path("models/tiny-gpt2");
+        Files.writeString(dir.resolve("config.json"), Files.readString(src.resolve("config.json"))
+                .replace("\"gelu_new\"", "\"quick_gelu\""));
+        Files.copy(src.resolve("model.safetensors"), dir.resolve("model.safetensors"));
+        String msg = message(dir);
+        assertTrue(msg.contains("activation_function") && msg.contains("quick_gelu"), msg);
+    }
+
+    @Test
+    void rejectsUnknownRopeScalingType() throws IOException {
+        String msg = message(tinyLlama(n -> true, c -> c.replace("\"rope_scaling\": null",
+                "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}"), null));
+        assertTrue(msg.contains("rope_scaling") && msg.contains("yarn"), msg);
     }
 
     @Test
