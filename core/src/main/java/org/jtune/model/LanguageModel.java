@@ -20,6 +20,12 @@ public interface LanguageModel extends AutoCloseable {
      */
     void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits);
 
+    /** Every linear layer of the decoder stack, each applied once per token (what decode streams from memory). */
+    java.util.List<Linear> linearLayers();
+
+    /** The output projection (vocab, hidden-or-embed), applied to the tokens whose logits are wanted. */
+    org.jtune.kernel.Matrix outputHead();
+
     @Override
     void close();
 }

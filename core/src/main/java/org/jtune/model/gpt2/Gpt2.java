@@ -123,6 +123,20 @@ public final class Gpt2 implements LanguageModel {
     }
 
     @Override
+    public java.util.List<Linear> linearLayers() {
+        java.util.List<Linear> all = new java.util.ArrayList<>();
+        for (Layer L : layers) {
+            all.addAll(java.util.List.of(L.cAttn, L.attnProj, L.fc, L.mlpProj));
+        }
+        return all;
+    }
+
+    @Override
+    public Matrix outputHead() {
+        return lmHead;
+    }
+
+    @Override
     public ModelInfo info() {
         return info;
     }

@@ -164,6 +164,20 @@ public final class Llama implements LanguageModel {
     }
 
     @Override
+    public java.util.List<Linear> linearLayers() {
+        java.util.List<Linear> all = new java.util.ArrayList<>();
+        for (Layer L : layers) {
+            all.addAll(java.util.List.of(L.q, L.k, L.v, L.o, L.gate, L.up, L.down));
+        }
+        return all;
+    }
+
+    @Override
+    public Matrix outputHead() {
+        return lmHead;
+    }
+
+    @Override
     public ModelInfo info() {
         return info;
     }

@@ -127,6 +127,20 @@ public final class GptNeoX implements LanguageModel {
     }
 
     @Override
+    public java.util.List<Linear> linearLayers() {
+        java.util.List<Linear> all = new java.util.ArrayList<>();
+        for (Layer L : layers) {
+            all.addAll(java.util.List.of(L.qkv, L.dense, L.up, L.down));
+        }
+        return all;
+    }
+
+    @Override
+    public Matrix outputHead() {
+        return embedOut;
+    }
+
+    @Override
     public ModelInfo info() {
         return info;
     }

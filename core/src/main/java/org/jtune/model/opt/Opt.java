@@ -146,6 +146,24 @@ public final class Opt implements LanguageModel {
     }
 
     @Override
+    public java.util.List<Linear> linearLayers() {
+        java.util.List<Linear> all = new java.util.ArrayList<>();
+        if (projectIn != null) {
+            all.add(projectIn);
+            all.add(projectOut);
+        }
+        for (Layer L : layers) {
+            all.addAll(java.util.List.of(L.q, L.k, L.v, L.out, L.fc1, L.fc2));
+        }
+        return all;
+    }
+
+    @Override
+    public Matrix outputHead() {
+        return lmHead;
+    }
+
+    @Override
     public ModelInfo info() {
         return info;
     }

@@ -1,0 +1,128 @@
+package org.jtune.cli;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import org.jtune.infer.Engine;
+import org.jtune.infer.Session;
+import org.jtune.kernel.KernelProvider;
+import org.jtune.kernel.Matrix;
+import org.jtune.kernel.WorkerPool;
+import org.jtune.model.LanguageModel;
+import org.jtune.model.Linear;
+import org.jtune.model.ModelInfo;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code jtune bench}: prefill and decode speed of a model, judged against this machine's measured
+ * read bandwidth (decode streams every weight once per token) and FMA peak (prefill is matrix
+ * products), both measured in the same run.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "Measure prefill and decode speed against the machine's bandwidth and FMA peak.")
+final class BenchCommand implements Callable<Integer> {
+    @Option(names = {"-m", "--model"}, required = true, paramLabel = "DIR")
+    Path model;
+
+    @Option(names = "--threads", paramLabel = "N", description = "worker threads (default: all cores)")
+    Integer threads;
+
+    @Option(names = "--prompt", defaultValue = "128", paramLabel = "N", description = "prompt tokens to prefill (default ${DEFAULT-VALUE})")
+    int prompt;
+
+    @Option(names = "--gen", defaultValue = "128", paramLabel = "N", description = "tokens to decode (default ${DEFAULT-VALUE})")
+    int gen;
+
+    @Option(names = "--repeat", defaultValue = "3", paramLabel = "N", description = "runs; the best is reported (default ${DEFAULT-VALUE})")
+    int repeat;
+
+    @Option(names = "--no-machine", description = "skip measuring the machine's bandwidth and FMA peak")
+    boolean noMachine;
+
+    @Spec
+    CommandSpec spec;
+
+    @Override
+    public Integer call() throws IOException {
+        if (threads != null) {
+            System.setProperty("jtune.threads", Integer.toString(threads));
+        }
+        PrintWriter out = spec.commandLine().getOut();
+        WorkerPool pool = WorkerPool.shared();
+        try (Engine engine = Engine.load(model)) {
+            LanguageModel m = engine.model();
+            ModelInfo info = m.info();
+            long layerBytes = 0, layerElems = 0;
+            for (Linear l : m.linearLayers()) {
+                layerBytes += l.weight().byteSize();
+                layerElems += (long) l.outFeatures() * l.inFeatures();
+            }
+            Matrix head = m.outputHead();
+            long bytesPerToken = layerBytes + head.byteSize();
+            out.printf("model     %s: %s, %,d parameters, weights %s, kernels %s%n", model.getFileName(),
+                    info.architecture(), info.parameterCount(), info.weightBytesByDtype().keySet(), KernelProvider.get().name());
+
+            int[] ids = new int[prompt + gen];
+            SplittableRandom rnd = new SplittableRandom(1);
+            for (int i = 0; i < ids.length; i++) {
+                ids[i] = 3 + rnd.nextInt(info.vocabSize() - 3);
+            }
+            double bestPrefill = Double.MAX_VALUE, bestDecode = Double.MAX_VALUE;
+            try (Session s = new Session(m, prompt + gen + 1, Math.max(1, prompt))) {
+                for (int r = 0; r < repeat + 1; r++) {   // the first run warms up the JIT
+                    s.reset();
+                    long t0 = System.nanoTime();
+                    s.feed(ids, 0, prompt);
+                    long t1 = System.nanoTime();
+                    for (int i = 0; i < gen; i++) {
+                        s.feed(ids[prompt + i]);
+                    }
+                    long t2 = System.nanoTime();
+                    if (r > 0) {
+                        bestPrefill = Math.min(bestPrefill, t1 - t0);
+                        bestDecode = Math.min(bestDecode, t2 - t1);
+                    }
+                }
+            }
+            String modelPeakRss = peakRss();   // before the machine probe's 1 GiB buffer
+            MachineProbe.Result machine = noMachine ? null : MachineProbe.measure(pool);
+            if (machine != null) {
+                out.printf("machine   %d threads, %d-bit vectors: read bandwidth %.1f GB/s, FMA peak %.1f GFLOP/s (f32)%n",
+                        machine.threads(), machine.vectorBits(), machine.readGBps(), machine.fmaGflops());
+            }
+            double prefillTps = prompt / (bestPrefill / 1e9);
+            double prefillGflops = (2.0 * layerElems * prompt + 2.0 * head.rows() * head.cols()) / bestPrefill;
+            double decodeTps = gen / (bestDecode / 1e9);
+            double decodeGBps = bytesPerToken * decodeTps / 1e9;
+            out.printf("prefill   %d tokens: %.1f tokens/s, %.1f GFLOP/s in matmuls%s%n", prompt, prefillTps, prefillGflops,
+                    machine == null ? "" : String.format(" (%.0f %% of FMA peak)", 100 * prefillGflops / machine.fmaGflops()));
+            out.printf("decode    %d tokens: %.1f tokens/s, %.1f MiB of weights read per token, %.2f GB/s%s%n", gen, decodeTps,
+                    bytesPerToken / 1048576.0, decodeGBps,
+                    machine == null ? "" : String.format(" (%.0f %% of read bandwidth)", 100 * decodeGBps / machine.readGBps()));
+            out.printf("memory    peak RSS %s (weights are memory-mapped and count once touched), heap used %s%n",
+                    modelPeakRss, InfoCommand.bytes(Runtime.getRuntime().totalMemory() - Runtime.getRuntime().freeMemory()));
+            out.flush();
+        }
+        return 0;
+    }
+
+    private static String peakRss() throws IOException {
+        Path status = Path.of("/proc/self/status");
+        if (!Files.exists(status)) {
+            return "n/a";
+        }
+        for (String line : Files.readAllLines(status)) {
+            if (line.startsWith("VmHWM:")) {
+                long kb = Long.parseLong(line.replaceAll("[^0-9]", ""));
+                return InfoCommand.bytes(kb * 1024);
+            }
+        }
+        return "n/a";
+    }
+}
