@@ -24,6 +24,7 @@ import org.jtune.kernel.Matrix;
 public final class WeightLoader {
     private final WeightFiles files;
     private final Set<String> used = new TreeSet<>();
+    private final List<Loaded> loaded = new java.util.ArrayList<>();
     private final Map<String, Long> bytesByDtype = new LinkedHashMap<>();
     private long parameters;
 
@@ -39,32 +40,76 @@ public final class WeightLoader {
         return files.contains(name);
     }
 
-    /** A 2-D weight {@code [rows, cols]} in its stored dtype (F32, F16 or BF16), not copied. */
+    /** A matrix as it came out of the checkpoint: its HF name, and whether the file stores it transposed. */
+    public record Loaded(String name, Matrix matrix, boolean transposedOnDisk) {
+    }
+
+    /** Suffix of the f32 scale tensor {@code [rows, cols / groupSize]} next to an I8 weight. */
+    public static final String SCALE_SUFFIX = "_scale";
+
+    /**
+     * A 2-D weight {@code [rows, cols]} in its stored dtype (F32, F16, BF16, or I8 with its
+     * {@code <name>_scale} tensor), not copied.
+     */
     public Matrix matrix(String name, int rows, int cols) {
         TensorInfo info = checked(name, new long[] {rows, cols});
-        if (info.dtype() != DType.F32 && info.dtype() != DType.F16 && info.dtype() != DType.BF16) {
-            throw new JTuneException("tensor " + name + " has dtype " + info.dtype()
-                    + "; weight matrices must be F32, F16 or BF16 (is this a quantized checkpoint of another tool?)");
-        }
-        return new Matrix(files.data(name), info.dtype(), rows, cols);
+        Matrix m = withScales(name, info, files.data(name), rows, cols);
+        loaded.add(new Loaded(name, m, false));
+        return m;
     }
 
     /**
      * A weight stored transposed, {@code [cols, rows]} (GPT-2's Conv1D keeps {@code [in, out]}),
      * returned as {@code [rows, cols]} in the same dtype: a one-time copy at load, so the forward
-     * pass never transposes.
+     * pass never transposes. An I8 weight's scales are stored in the returned orientation.
      */
     public Matrix matrixTransposed(String name, int rows, int cols) {
-        Matrix stored = matrix(name, cols, rows);
-        int size = stored.dtype().byteSize();
-        MemorySegment src = stored.data();
+        TensorInfo info = checked(name, new long[] {cols, rows});
+        checkMatrixDtype(name, info);
+        int size = info.dtype().byteSize();
+        MemorySegment src = files.data(name);
         MemorySegment dst = Arena.ofAuto().allocate((long) rows * cols * size, 8);
         for (int r = 0; r < rows; r++) {
             for (int c = 0; c < cols; c++) {
                 MemorySegment.copy(src, ((long) c * rows + r) * size, dst, ((long) r * cols + c) * size, size);
             }
         }
-        return new Matrix(dst, stored.dtype(), rows, cols);
+        Matrix m = withScales(name, info, dst, rows, cols);
+        loaded.add(new Loaded(name, m, true));
+        return m;
+    }
+
+    private Matrix withScales(String name, TensorInfo info, MemorySegment data, int rows, int cols) {
+        checkMatrixDtype(name, info);
+        if (info.dtype() != DType.I8) {
+            return new Matrix(data, info.dtype(), rows, cols);
+        }
+        String scaleName = name + SCALE_SUFFIX;
+        if (!files.contains(scaleName)) {
+            throw new JTuneException("int8 tensor " + name + " has no scale tensor " + scaleName
+                    + "; was it written by `jtune quantize`?");
+        }
+        TensorInfo s = files.info(scaleName);
+        if (s.rank() != 2 || s.shape()[0] != rows || s.shape()[1] < 1 || cols % s.shape()[1] != 0) {
+            throw new JTuneException("scale tensor " + scaleName + " has shape " + Arrays.toString(s.shape())
+                    + "; expected [" + rows + ", groups] with groups dividing " + cols);
+        }
+        used.add(scaleName);
+        bytesByDtype.merge(s.dtype().name(), s.byteSize(), Long::sum);
+        return new Matrix(data, DType.I8, rows, cols, files.readFloats(scaleName), (int) (cols / s.shape()[1]));
+    }
+
+    private static void checkMatrixDtype(String name, TensorInfo info) {
+        DType d = info.dtype();
+        if (d != DType.F32 && d != DType.F16 && d != DType.BF16 && d != DType.I8) {
+            throw new JTuneException("tensor " + name + " has dtype " + d
+                    + "; weight matrices must be F32, F16, BF16 or I8 (is this a quantized checkpoint of another tool?)");
+        }
+    }
+
+    /** Every matrix loaded so far, in load order. */
+    public List<Loaded> loaded() {
+        return List.copyOf(loaded);
     }
 
     /** A 1-D tensor (norm weight, bias) widened to f32: small, and read in every row of every step. */

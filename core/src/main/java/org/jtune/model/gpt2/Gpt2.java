@@ -79,6 +79,7 @@ public final class Gpt2 implements LanguageModel {
     private final Matrix lmHead;     // (vocab, hidden)
     private final DecoderState.Dims dims;
     private final ModelInfo info;
+    private final java.util.List<WeightLoader.Loaded> matrices;
     private final Kernels kernels = KernelProvider.get();
     private final WorkerPool pool = WorkerPool.shared();
 
@@ -108,6 +109,7 @@ public final class Gpt2 implements LanguageModel {
         } else {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, h);
         }
+        matrices = w.loaded();
         w.finish(IGNORED);
         dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.innerSize, 3 * h, cfg.numLayers);
         info = new ModelInfo("gpt2", "GPT2LMHeadModel", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads, cfg.numHeads,
@@ -129,6 +131,11 @@ public final class Gpt2 implements LanguageModel {
             all.addAll(java.util.List.of(L.cAttn, L.attnProj, L.fc, L.mlpProj));
         }
         return all;
+    }
+
+    @Override
+    public java.util.List<WeightLoader.Loaded> matrices() {
+        return matrices;
     }
 
     @Override

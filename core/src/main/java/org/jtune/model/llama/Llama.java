@@ -116,6 +116,7 @@ public final class Llama implements LanguageModel {
     private final Rope rope;
     private final DecoderState.Dims dims;
     private final ModelInfo info;
+    private final java.util.List<WeightLoader.Loaded> matrices;
     private final Kernels kernels;
     private final WorkerPool pool;
 
@@ -147,6 +148,7 @@ public final class Llama implements LanguageModel {
         } else {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, h);
         }
+        matrices = w.loaded();
         w.finish(IGNORED);
         rope = Rope.fromConfig(hf, cfg.headDim, cfg.ropeTheta);
         dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numKvHeads, cfg.headDim, inter, 0, cfg.numLayers);
@@ -170,6 +172,11 @@ public final class Llama implements LanguageModel {
             all.addAll(java.util.List.of(L.q, L.k, L.v, L.o, L.gate, L.up, L.down));
         }
         return all;
+    }
+
+    @Override
+    public java.util.List<WeightLoader.Loaded> matrices() {
+        return matrices;
     }
 
     @Override

@@ -88,6 +88,7 @@ public final class GptNeoX implements LanguageModel {
     private final Rope rope;
     private final DecoderState.Dims dims;
     private final ModelInfo info;
+    private final java.util.List<WeightLoader.Loaded> matrices;
     private final Kernels kernels = KernelProvider.get();
     private final WorkerPool pool = WorkerPool.shared();
 
@@ -115,6 +116,7 @@ public final class GptNeoX implements LanguageModel {
         } else {
             embedOut = w.matrix(EMBED_OUT, cfg.vocabSize, h);
         }
+        matrices = w.loaded();
         w.finish(IGNORED);
         rope = cfg.rotaryDims > 0 ? Rope.fromConfig(hf, cfg.rotaryDims, cfg.ropeTheta) : null;
         dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.intermediateSize, 3 * h, cfg.numLayers);
@@ -133,6 +135,11 @@ public final class GptNeoX implements LanguageModel {
             all.addAll(java.util.List.of(L.qkv, L.dense, L.up, L.down));
         }
         return all;
+    }
+
+    @Override
+    public java.util.List<WeightLoader.Loaded> matrices() {
+        return matrices;
     }
 
     @Override

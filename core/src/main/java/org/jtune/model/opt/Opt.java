@@ -91,6 +91,7 @@ public final class Opt implements LanguageModel {
     private final Matrix lmHead;           // (vocab, wordEmbedProjDim)
     private final DecoderState.Dims dims;
     private final ModelInfo info;
+    private final java.util.List<WeightLoader.Loaded> matrices;
     private final Kernels kernels = KernelProvider.get();
     private final WorkerPool pool = WorkerPool.shared();
 
@@ -121,6 +122,7 @@ public final class Opt implements LanguageModel {
         } else {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, e);
         }
+        matrices = w.loaded();
         w.finish(List.of());
         dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.ffnDim, 0, cfg.numLayers, e);
         info = new ModelInfo("opt", "OPTForCausalLM", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads, cfg.numHeads,
@@ -156,6 +158,11 @@ public final class Opt implements LanguageModel {
             all.addAll(java.util.List.of(L.q, L.k, L.v, L.out, L.fc1, L.fc2));
         }
         return all;
+    }
+
+    @Override
+    public java.util.List<WeightLoader.Loaded> matrices() {
+        return matrices;
     }
 
     @Override

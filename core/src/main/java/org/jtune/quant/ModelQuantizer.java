@@ -1,0 +1,129 @@
+package org.jtune.quant;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.jtune.JTuneException;
+import org.jtune.config.HfConfig;
+import org.jtune.io.safetensors.DType;
+import org.jtune.io.safetensors.SafetensorsWriter;
+import org.jtune.io.safetensors.TensorInfo;
+import org.jtune.io.safetensors.WeightFiles;
+import org.jtune.kernel.Matrix;
+import org.jtune.model.LanguageModel;
+import org.jtune.model.ModelRegistry;
+import org.jtune.model.WeightLoader;
+
+/**
+ * Writes a quantized copy of a model directory that every command loads directly: the weight
+ * matrices the model family loads become I8 tensors (same names, same on-disk orientation) with a
+ * {@code <name>_scale} f32 tensor {@code [out_features, in_features / group_size]}; norms, biases and
+ * everything else are copied unchanged, and config.json gains a {@code quantization_config}
+ * section (see docs/formats.md). The output appears atomically: it is built in a temporary
+ * directory beside the target and renamed at the end.
+ */
+public final class ModelQuantizer {
+    /** Input features per scale by default: llama.cpp's Q8_0 block size. */
+    public static final int DEFAULT_GROUP_SIZE = 32;
+
+    /** Weight-only int8 with the given group size; 0 means one scale per output channel. */
+    public static void int8Weights(Path src, Path dst, int groupSize) {
+        HfConfig cfg = HfConfig.load(src);
+        if (cfg.has("quantization_config")) {
+            throw new JTuneException(src + " is already quantized (config.json has quantization_config "
+                    + cfg.json().get("quantization_config") + "); quantize the original model instead");
+        }
+        if (Files.exists(dst)) {
+            throw new JTuneException("output " + dst + " already exists; choose a new directory (nothing was overwritten)");
+        }
+        Path parent = dst.toAbsolutePath().getParent();
+        Path tmp;
+        try {
+            Files.createDirectories(parent);
+            tmp = Files.createTempDirectory(parent, "." + dst.getFileName() + ".tmp");
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        try (LanguageModel model = ModelRegistry.load(src); WeightFiles files = WeightFiles.open(src)) {
+            Map<String, WeightLoader.Loaded> matrices = new HashMap<>();
+            for (WeightLoader.Loaded l : model.matrices()) {
+                matrices.put(l.name(), l);
+            }
+            SafetensorsWriter w = new SafetensorsWriter().metadata("format", "pt")
+                    .metadata("jtune_quantization", "int8-weight");
+            for (String name : files.names().stream().sorted().toList()) {
+                TensorInfo info = files.info(name);
+                WeightLoader.Loaded l = matrices.get(name);
+                if (l == null) {
+                    w.add(name, info.dtype(), info.shape(), files.data(name));
+                    continue;
+                }
+                Matrix m = l.matrix();
+                Matrix q = Int8Weights.quantize(m, groupSize == 0 ? m.cols() : groupSize);
+                MemorySegment bytes = l.transposedOnDisk() ? transpose(q.data(), m.rows(), m.cols()) : q.data();
+                w.add(name, DType.I8, info.shape(), bytes);
+                w.addFloats(name + WeightLoader.SCALE_SUFFIX, new long[] {m.rows(), q.groupsPerRow()}, q.scales());
+            }
+            w.write(tmp.resolve("model.safetensors"));
+            ObjectNode config = cfg.json().deepCopy();
+            ObjectNode qc = config.putObject("quantization_config");
+            qc.put("quant_method", "jtune");
+            qc.put("method", "int8-weight");
+            qc.put("bits", 8);
+            qc.put("symmetric", true);
+            qc.put("group_size", groupSize);   // 0 = per output channel
+            qc.put("scale_suffix", WeightLoader.SCALE_SUFFIX);
+            Files.writeString(tmp.resolve("config.json"), config.toPrettyString());
+            copySideFiles(src, tmp);
+            Files.move(tmp, dst, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            deleteQuietly(tmp);
+            throw new UncheckedIOException(e);
+        } catch (RuntimeException e) {
+            deleteQuietly(tmp);
+            throw e;
+        }
+    }
+
+    private static MemorySegment transpose(MemorySegment rowMajor, int rows, int cols) {
+        byte[] t = new byte[rows * cols];
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) {
+                t[c * rows + r] = rowMajor.get(java.lang.foreign.ValueLayout.JAVA_BYTE, (long) r * cols + c);
+            }
+        }
+        return MemorySegment.ofArray(t);
+    }
+
+    /** Tokenizer, generation config and the like: every file except weights and config.json. */
+    private static void copySideFiles(Path src, Path dst) throws IOException {
+        try (Stream<Path> s = Files.list(src)) {
+            for (Path p : s.toList()) {
+                String n = p.getFileName().toString();
+                if (Files.isRegularFile(p) && !n.endsWith(".safetensors") && !n.equals("config.json")
+                        && !n.equals("model.safetensors.index.json")) {
+                    Files.copy(p, dst.resolve(n));
+                }
+            }
+        }
+    }
+
+    private static void deleteQuietly(Path dir) {
+        try (Stream<Path> s = Files.walk(dir)) {
+            s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        } catch (IOException ignored) {
+            // best effort: a leftover temp dir never replaces the user's files
+        }
+    }
+
+    private ModelQuantizer() {
+    }
+}
