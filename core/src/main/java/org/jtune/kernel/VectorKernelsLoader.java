@@ -6,6 +6,6 @@ final class VectorKernelsLoader {
     }
 
     static Kernels load(WorkerPool pool) {
-        return new ScalarKernels(); // replaced by VectorKernels when the kernels branch lands
+        return new VectorKernels(pool);
     }
 }

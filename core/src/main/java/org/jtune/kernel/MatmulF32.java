@@ -1,0 +1,218 @@
+package org.jtune.kernel;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * Matmul and row gather for F32 weights (generated from one template together with its F32/BF16/F16
+ * siblings; edit all three alike). Each dtype has its own copy because C2 cannot scalar-replace
+ * vector values merged from different branches: a shared kernel with a per-dtype load allocated a
+ * box per vector as soon as two dtypes had run in one JVM.
+ */
+final class MatmulF32 {
+    private static final int L = VectorKernels.L;
+    private static final int ESZ = 4;
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+
+    private MatmulF32() {
+    }
+
+    private static float at(MemorySegment w, long off) {
+        return VectorKernels.f32At(w, off);
+    }
+
+    /** Row blocks {@code [fromBlock, toBlock)}: full RB x TB tiles, then leftover tokens, then leftover rows. */
+    static void blocks(float[] out, float[] x, MemorySegment w, int rows, int cols, int tokens, int fromBlock, int toBlock) {
+        int r0 = fromBlock * VectorKernels.RB, r1 = Math.min(rows, toBlock * VectorKernels.RB);
+        long rowBytes = (long) cols * ESZ;
+        int r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            long wOff = r * rowBytes;
+            int t = 0;
+            for (; t + 4 <= tokens; t += 4) {
+                tile4x4(out, x, w, wOff, rowBytes, r, rows, cols, t);
+            }
+            for (; t < tokens; t++) {
+                tile4x1(out, x, w, wOff, rowBytes, r, rows, cols, t);
+            }
+        }
+        for (; r < r1; r++) {
+            for (int t = 0; t < tokens; t++) {
+                out[t * rows + r] = rowDot(x, t * cols, w, r * rowBytes, cols);
+            }
+        }
+    }
+
+    /** Four rows (r..r+3) times four tokens (t..t+3): each widened weight vector feeds four FMAs. */
+    private static void tile4x4(float[] out, float[] x, MemorySegment w, long wOff, long rowBytes,
+                                int r, int rows, int cols, int t) {
+        long w0 = wOff, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
+        int x0 = t * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
+        FloatVector a00 = FloatVector.zero(VectorKernels.F), a01 = a00, a02 = a00, a03 = a00;
+        FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+        FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+        FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        int bound = VectorKernels.F.loopBound(cols);
+        int c = 0;
+        for (; c < bound; c += L) {
+            long b = (long) c * ESZ;
+            FloatVector v0 = FloatVector.fromArray(VectorKernels.F, x, x0 + c);
+            FloatVector v1 = FloatVector.fromArray(VectorKernels.F, x, x1 + c);
+            FloatVector v2 = FloatVector.fromArray(VectorKernels.F, x, x2 + c);
+            FloatVector v3 = FloatVector.fromArray(VectorKernels.F, x, x3 + c);
+            FloatVector wv1 = FloatVector.fromMemorySegment(VectorKernels.F, w, w0 + b, LE);
+            FloatVector q = wv1;
+            a00 = q.fma(v0, a00);
+            a01 = q.fma(v1, a01);
+            a02 = q.fma(v2, a02);
+            a03 = q.fma(v3, a03);
+            FloatVector wv2 = FloatVector.fromMemorySegment(VectorKernels.F, w, w1 + b, LE);
+            q = wv2;
+            a10 = q.fma(v0, a10);
+            a11 = q.fma(v1, a11);
+            a12 = q.fma(v2, a12);
+            a13 = q.fma(v3, a13);
+            FloatVector wv3 = FloatVector.fromMemorySegment(VectorKernels.F, w, w2 + b, LE);
+            q = wv3;
+            a20 = q.fma(v0, a20);
+            a21 = q.fma(v1, a21);
+            a22 = q.fma(v2, a22);
+            a23 = q.fma(v3, a23);
+            FloatVector wv4 = FloatVector.fromMemorySegment(VectorKernels.F, w, w3 + b, LE);
+            q = wv4;
+            a30 = q.fma(v0, a30);
+            a31 = q.fma(v1, a31);
+            a32 = q.fma(v2, a32);
+            a33 = q.fma(v3, a33);
+        }
+        float s00 = a00.reduceLanes(VectorOperators.ADD), s01 = a01.reduceLanes(VectorOperators.ADD);
+        float s02 = a02.reduceLanes(VectorOperators.ADD), s03 = a03.reduceLanes(VectorOperators.ADD);
+        float s10 = a10.reduceLanes(VectorOperators.ADD), s11 = a11.reduceLanes(VectorOperators.ADD);
+        float s12 = a12.reduceLanes(VectorOperators.ADD), s13 = a13.reduceLanes(VectorOperators.ADD);
+        float s20 = a20.reduceLanes(VectorOperators.ADD), s21 = a21.reduceLanes(VectorOperators.ADD);
+        float s22 = a22.reduceLanes(VectorOperators.ADD), s23 = a23.reduceLanes(VectorOperators.ADD);
+        float s30 = a30.reduceLanes(VectorOperators.ADD), s31 = a31.reduceLanes(VectorOperators.ADD);
+        float s32 = a32.reduceLanes(VectorOperators.ADD), s33 = a33.reduceLanes(VectorOperators.ADD);
+        for (; c < cols; c++) {
+            long b = (long) c * ESZ;
+            float q0 = at(w, w0 + b), q1 = at(w, w1 + b), q2 = at(w, w2 + b), q3 = at(w, w3 + b);
+            float v0 = x[x0 + c], v1 = x[x1 + c], v2 = x[x2 + c], v3 = x[x3 + c];
+            s00 += q0 * v0; s01 += q0 * v1; s02 += q0 * v2; s03 += q0 * v3;
+            s10 += q1 * v0; s11 += q1 * v1; s12 += q1 * v2; s13 += q1 * v3;
+            s20 += q2 * v0; s21 += q2 * v1; s22 += q2 * v2; s23 += q2 * v3;
+            s30 += q3 * v0; s31 += q3 * v1; s32 += q3 * v2; s33 += q3 * v3;
+        }
+        int o0 = t * rows + r, o1 = o0 + rows, o2 = o1 + rows, o3 = o2 + rows;
+        out[o0] = s00; out[o0 + 1] = s10; out[o0 + 2] = s20; out[o0 + 3] = s30;
+        out[o1] = s01; out[o1 + 1] = s11; out[o1 + 2] = s21; out[o1 + 3] = s31;
+        out[o2] = s02; out[o2 + 1] = s12; out[o2 + 2] = s22; out[o2 + 3] = s32;
+        out[o3] = s03; out[o3 + 1] = s13; out[o3 + 2] = s23; out[o3 + 3] = s33;
+    }
+
+    /**
+     * Four rows times one token: the decode kernel. Four weight streams, each unrolled twice over
+     * columns, so eight independent FMA chains keep enough loads in flight to run at memory bandwidth.
+     */
+    private static void tile4x1(float[] out, float[] x, MemorySegment w, long wOff, long rowBytes,
+                                int r, int rows, int cols, int t) {
+        long w0 = wOff, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
+        int x0 = t * cols;
+        FloatVector a0 = FloatVector.zero(VectorKernels.F), a1 = a0, a2 = a0, a3 = a0;
+        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int c = 0;
+        int bound2 = cols - 2 * L + 1;
+        for (; c < bound2; c += 2 * L) {
+            long b = (long) c * ESZ, bb = b + (long) L * ESZ;
+            FloatVector v = FloatVector.fromArray(VectorKernels.F, x, x0 + c);
+            FloatVector u = FloatVector.fromArray(VectorKernels.F, x, x0 + c + L);
+            FloatVector wv5 = FloatVector.fromMemorySegment(VectorKernels.F, w, w0 + b, LE);
+            a0 = wv5.fma(v, a0);
+            FloatVector wv6 = FloatVector.fromMemorySegment(VectorKernels.F, w, w1 + b, LE);
+            a1 = wv6.fma(v, a1);
+            FloatVector wv7 = FloatVector.fromMemorySegment(VectorKernels.F, w, w2 + b, LE);
+            a2 = wv7.fma(v, a2);
+            FloatVector wv8 = FloatVector.fromMemorySegment(VectorKernels.F, w, w3 + b, LE);
+            a3 = wv8.fma(v, a3);
+            FloatVector wv9 = FloatVector.fromMemorySegment(VectorKernels.F, w, w0 + bb, LE);
+            b0 = wv9.fma(u, b0);
+            FloatVector wv10 = FloatVector.fromMemorySegment(VectorKernels.F, w, w1 + bb, LE);
+            b1 = wv10.fma(u, b1);
+            FloatVector wv11 = FloatVector.fromMemorySegment(VectorKernels.F, w, w2 + bb, LE);
+            b2 = wv11.fma(u, b2);
+            FloatVector wv12 = FloatVector.fromMemorySegment(VectorKernels.F, w, w3 + bb, LE);
+            b3 = wv12.fma(u, b3);
+        }
+        int bound = VectorKernels.F.loopBound(cols);
+        for (; c < bound; c += L) {
+            long b = (long) c * ESZ;
+            FloatVector v = FloatVector.fromArray(VectorKernels.F, x, x0 + c);
+            FloatVector wv13 = FloatVector.fromMemorySegment(VectorKernels.F, w, w0 + b, LE);
+            a0 = wv13.fma(v, a0);
+            FloatVector wv14 = FloatVector.fromMemorySegment(VectorKernels.F, w, w1 + b, LE);
+            a1 = wv14.fma(v, a1);
+            FloatVector wv15 = FloatVector.fromMemorySegment(VectorKernels.F, w, w2 + b, LE);
+            a2 = wv15.fma(v, a2);
+            FloatVector wv16 = FloatVector.fromMemorySegment(VectorKernels.F, w, w3 + b, LE);
+            a3 = wv16.fma(v, a3);
+        }
+        float s0 = a0.add(b0).reduceLanes(VectorOperators.ADD), s1 = a1.add(b1).reduceLanes(VectorOperators.ADD);
+        float s2 = a2.add(b2).reduceLanes(VectorOperators.ADD), s3 = a3.add(b3).reduceLanes(VectorOperators.ADD);
+        for (; c < cols; c++) {
+            long b = (long) c * ESZ;
+            float v = x[x0 + c];
+            s0 += at(w, w0 + b) * v;
+            s1 += at(w, w1 + b) * v;
+            s2 += at(w, w2 + b) * v;
+            s3 += at(w, w3 + b) * v;
+        }
+        int o = t * rows + r;
+        out[o] = s0;
+        out[o + 1] = s1;
+        out[o + 2] = s2;
+        out[o + 3] = s3;
+    }
+
+    /** One weight row against one x row, four accumulators over consecutive vectors. */
+    private static float rowDot(float[] x, int xOff, MemorySegment w, long wOff, int cols) {
+        FloatVector a0 = FloatVector.zero(VectorKernels.F), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        int bound4 = cols - 4 * L + 1;
+        for (; c < bound4; c += 4 * L) {
+            long b = wOff + (long) c * ESZ;
+            FloatVector wv17 = FloatVector.fromMemorySegment(VectorKernels.F, w, b, LE);
+            a0 = wv17.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a0);
+            FloatVector wv18 = FloatVector.fromMemorySegment(VectorKernels.F, w, b + (long) L * ESZ, LE);
+            a1 = wv18.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L), a1);
+            FloatVector wv19 = FloatVector.fromMemorySegment(VectorKernels.F, w, b + 2L * L * ESZ, LE);
+            a2 = wv19.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L), a2);
+            FloatVector wv20 = FloatVector.fromMemorySegment(VectorKernels.F, w, b + 3L * L * ESZ, LE);
+            a3 = wv20.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L), a3);
+        }
+        int bound = VectorKernels.F.loopBound(cols);
+        for (; c < bound; c += L) {
+            FloatVector wv21 = FloatVector.fromMemorySegment(VectorKernels.F, w, wOff + (long) c * ESZ, LE);
+            a0 = wv21.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a0);
+        }
+        float s = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        for (; c < cols; c++) {
+            s += at(w, wOff + (long) c * ESZ) * x[xOff + c];
+        }
+        return s;
+    }
+
+    /** Row {@code row} widened to f32 into {@code out[outOff..]}. */
+    static void gather(float[] out, int outOff, MemorySegment w, int row, int cols) {
+        long base = (long) row * cols * ESZ;
+        int bound = VectorKernels.F.loopBound(cols);
+        int c = 0;
+        for (; c < bound; c += L) {
+            FloatVector wv22 = FloatVector.fromMemorySegment(VectorKernels.F, w, base + (long) c * ESZ, LE);
+            wv22.intoArray(out, outOff + c);
+        }
+        for (; c < cols; c++) {
+            out[outOff + c] = at(w, base + (long) c * ESZ);
+        }
+    }
+}

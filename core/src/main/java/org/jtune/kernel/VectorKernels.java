@@ -1,0 +1,412 @@
+package org.jtune.kernel;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+import org.jtune.io.safetensors.DType;
+
+/**
+ * {@link Kernels} on the Vector API ({@code jdk.incubator.vector}), loaded by {@link VectorKernelsLoader}
+ * only after the module check. Loops follow Lucene's Panama utilities: several independent
+ * accumulators, a vector main loop, then a scalar tail. Results differ from {@link ScalarKernels} only
+ * by summation order (and by the vector EXP's last ulp).
+ *
+ * <p>{@link #matmul} is the hot kernel. It is parallelised over blocks of {@value #RB} output rows with
+ * the {@link WorkerPool}, through one reusable task object, so a call allocates nothing. Each row block
+ * is dotted against {@value #TB} tokens at a time (16 accumulators), so during prefill each weight vector
+ * loaded and widened is used for {@value #TB} tokens; decode ({@code tokens == 1}) streams {@value #RB}
+ * rows at once with one accumulator each.
+ *
+ * <p>Weights are widened in registers, in one kernel class per dtype ({@link MatmulF32}, {@link MatmulBF16},
+ * {@link MatmulF16}, generated from one template): C2 only scalar-replaces vector values it can see
+ * through, so a shared kernel with a per-dtype branch, a loop accumulator started from a static final
+ * vector, or a conversion helper that was not inlined each made every vector step allocate. BF16:
+ * sign-extend shorts to ints, shift left 16. F16: JDK 25's Vector API has no half-float to float lane
+ * conversion ({@code S2F} converts integer values), so the bits are rebuilt with integer ops:
+ * {@code (h << 13) & 0x8FFFE000} of the sign-extended short is an f32 with the sign in place and an
+ * exponent 112 too small (for f16 subnormals, an f32 subnormal with the right mantissa), so multiplying
+ * by 2^112 gives the exact value; lanes with exponent 31 get the f32 inf/NaN exponent or-ed in first.
+ * This is exact for all 65536 inputs (see the parity test) and costs a few integer ops per vector.
+ */
+public final class VectorKernels implements Kernels {
+    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    static final VectorSpecies<Integer> I = F.withLanes(int.class);
+    /** Shorts with the same lane count as {@link #F}: half its bit size. */
+    static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+    static final int L = F.length();
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    private static final ValueLayout.OfFloat F32 = Matrix.F32;
+    private static final ValueLayout.OfShort I16 = Matrix.I16;
+
+    private static final int DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2;
+    /** Rows per block (the unit of parallel partitioning) and tokens per register tile. */
+    static final int RB = 4, TB = 4;
+    /** Below this many multiply-adds a matmul runs on the caller: pool dispatch would cost more than it saves. */
+    static final long PARALLEL_MIN_MACS = 1 << 16;
+
+    private final WorkerPool pool;
+    private final MatmulTask task = new MatmulTask();
+
+    public VectorKernels(WorkerPool pool) {
+        this.pool = pool;
+    }
+
+    @Override
+    public String name() {
+        return "vector-" + F.vectorBitSize();
+    }
+
+    // ---------------------------------------------------------------- matmul
+
+    @Override
+    public void matmul(float[] out, float[] x, Matrix w, int tokens) {
+        int rows = w.rows(), cols = w.cols();
+        if (tokens < 0 || (long) tokens * cols > x.length || (long) tokens * rows > out.length) {
+            throw new IllegalArgumentException("matmul of " + tokens + " tokens with a " + rows + "x" + cols
+                    + " matrix needs x.length >= " + (long) tokens * cols + " and out.length >= "
+                    + (long) tokens * rows + ", got " + x.length + " and " + out.length);
+        }
+        if (tokens == 0 || rows == 0) {
+            return;
+        }
+        int dt = dtypeCode(w.dtype());
+        int blocks = (rows + RB - 1) / RB;
+        if ((long) rows * cols * tokens < PARALLEL_MIN_MACS || pool.threads() == 1) {
+            matmulBlocks(out, x, w.data(), dt, rows, cols, tokens, 0, blocks);
+            return;
+        }
+        synchronized (task) { // the task's fields are per call; the pool runs one job at a time anyway
+            task.set(out, x, w.data(), dt, rows, cols, tokens);
+            try {
+                pool.run(blocks, task);
+            } finally {
+                task.set(null, null, null, 0, 0, 0, 0);
+            }
+        }
+    }
+
+    private static int dtypeCode(DType d) {
+        return switch (d) {
+            case F32 -> DT_F32;
+            case BF16 -> DT_BF16;
+            case F16 -> DT_F16;
+            default -> throw new IllegalArgumentException("unsupported weight dtype " + d);
+        };
+    }
+
+    /** The reusable parallel job: one instance per VectorKernels, fields set under its monitor. */
+    private static final class MatmulTask implements RangeTask {
+        private float[] out, x;
+        private MemorySegment w;
+        private int dt, rows, cols, tokens;
+
+        void set(float[] out, float[] x, MemorySegment w, int dt, int rows, int cols, int tokens) {
+            this.out = out;
+            this.x = x;
+            this.w = w;
+            this.dt = dt;
+            this.rows = rows;
+            this.cols = cols;
+            this.tokens = tokens;
+        }
+
+        @Override
+        public void run(int from, int to) {
+            matmulBlocks(out, x, w, dt, rows, cols, tokens, from, to);
+        }
+    }
+
+    /** Row blocks {@code [fromBlock, toBlock)} of the matmul, in the dtype's own kernel class. */
+    static void matmulBlocks(float[] out, float[] x, MemorySegment w, int dt, int rows, int cols, int tokens,
+                             int fromBlock, int toBlock) {
+        switch (dt) {
+            case DT_F32 -> MatmulF32.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
+            case DT_BF16 -> MatmulBF16.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
+            default -> MatmulF16.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
+        }
+    }
+
+    static float f32At(MemorySegment w, long off) {
+        return w.get(F32, off);
+    }
+
+    static float bf16At(MemorySegment w, long off) {
+        return Float.intBitsToFloat(w.get(I16, off) << 16);
+    }
+
+    static float f16At(MemorySegment w, long off) {
+        return Float.float16ToFloat(w.get(I16, off));
+    }
+
+    @Override
+    public void gatherRow(float[] out, int outOff, Matrix m, int row) {
+        int cols = m.cols();
+        if (row < 0 || row >= m.rows() || outOff < 0 || outOff + cols > out.length) {
+            throw new IndexOutOfBoundsException("gatherRow " + row + " of " + m.rows() + " rows x " + cols
+                    + " cols into out[" + outOff + "..] of length " + out.length);
+        }
+        switch (m.dtype()) {
+            case F32 -> MatmulF32.gather(out, outOff, m.data(), row, cols);
+            case BF16 -> MatmulBF16.gather(out, outOff, m.data(), row, cols);
+            case F16 -> MatmulF16.gather(out, outOff, m.data(), row, cols);
+            default -> throw new IllegalArgumentException("unsupported weight dtype " + m.dtype());
+        }
+    }
+
+    // ---------------------------------------------------------------- vector helpers on float[]
+
+    @Override
+    public float dot(float[] a, int aOff, float[] b, int bOff, int n) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        int bound4 = n - 4 * L + 1;
+        for (; i < bound4; i += 4 * L) {
+            a0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), a0);
+            a1 = FloatVector.fromArray(F, a, aOff + i + L).fma(FloatVector.fromArray(F, b, bOff + i + L), a1);
+            a2 = FloatVector.fromArray(F, a, aOff + i + 2 * L).fma(FloatVector.fromArray(F, b, bOff + i + 2 * L), a2);
+            a3 = FloatVector.fromArray(F, a, aOff + i + 3 * L).fma(FloatVector.fromArray(F, b, bOff + i + 3 * L), a3);
+        }
+        int bound = F.loopBound(n);
+        for (; i < bound; i += L) {
+            a0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), a0);
+        }
+        float s = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) {
+            s += a[aOff + i] * b[bOff + i];
+        }
+        return s;
+    }
+
+    @Override
+    public void axpy(float[] y, int yOff, float alpha, float[] x, int xOff, int n) {
+        FloatVector av = FloatVector.broadcast(F, alpha);
+        int bound = F.loopBound(n);
+        int i = 0;
+        for (; i < bound; i += L) {
+            FloatVector.fromArray(F, x, xOff + i).fma(av, FloatVector.fromArray(F, y, yOff + i))
+                    .intoArray(y, yOff + i);
+        }
+        for (; i < n; i++) {
+            y[yOff + i] += alpha * x[xOff + i];
+        }
+    }
+
+    private static float sumSquares(float[] x, int off, int n) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0;
+        int i = 0;
+        int bound2 = n - 2 * L + 1;
+        for (; i < bound2; i += 2 * L) {
+            FloatVector v = FloatVector.fromArray(F, x, off + i);
+            FloatVector u = FloatVector.fromArray(F, x, off + i + L);
+            a0 = v.fma(v, a0);
+            a1 = u.fma(u, a1);
+        }
+        int bound = F.loopBound(n);
+        for (; i < bound; i += L) {
+            FloatVector v = FloatVector.fromArray(F, x, off + i);
+            a0 = v.fma(v, a0);
+        }
+        float s = a0.add(a1).reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) {
+            s += x[off + i] * x[off + i];
+        }
+        return s;
+    }
+
+    @Override
+    public void rmsNorm(float[] out, int outOff, float[] x, int xOff, float[] weight, float eps, int n) {
+        float inv = (float) (1.0 / Math.sqrt(sumSquares(x, xOff, n) / n + eps));
+        int bound = F.loopBound(n);
+        int i = 0;
+        for (; i < bound; i += L) {
+            FloatVector.fromArray(F, x, xOff + i).mul(inv).mul(FloatVector.fromArray(F, weight, i))
+                    .intoArray(out, outOff + i);
+        }
+        for (; i < n; i++) {
+            out[outOff + i] = weight[i] * (x[xOff + i] * inv);
+        }
+    }
+
+    @Override
+    public void layerNorm(float[] out, int outOff, float[] x, int xOff, float[] weight, float[] bias, float eps, int n) {
+        int bound = F.loopBound(n);
+        FloatVector acc = FloatVector.zero(F);
+        int i = 0;
+        for (; i < bound; i += L) {
+            acc = acc.add(FloatVector.fromArray(F, x, xOff + i));
+        }
+        float mean = acc.reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) {
+            mean += x[xOff + i];
+        }
+        mean /= n;
+        acc = FloatVector.zero(F);
+        for (i = 0; i < bound; i += L) {
+            FloatVector d = FloatVector.fromArray(F, x, xOff + i).sub(mean);
+            acc = d.fma(d, acc);
+        }
+        float var = acc.reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) {
+            float d = x[xOff + i] - mean;
+            var += d * d;
+        }
+        var /= n;
+        float inv = (float) (1.0 / Math.sqrt(var + eps));
+        for (i = 0; i < bound; i += L) {
+            FloatVector y = FloatVector.fromArray(F, x, xOff + i).sub(mean).mul(inv).mul(FloatVector.fromArray(F, weight, i));
+            if (bias != null) {
+                y = y.add(FloatVector.fromArray(F, bias, i));
+            }
+            y.intoArray(out, outOff + i);
+        }
+        for (; i < n; i++) {
+            float y = (x[xOff + i] - mean) * inv * weight[i];
+            out[outOff + i] = bias == null ? y : y + bias[i];
+        }
+    }
+
+    @Override
+    public void softmax(float[] x, int off, int n) {
+        if (n <= 0) {
+            return;
+        }
+        int bound = F.loopBound(n);
+        int i = 0;
+        float max = Float.NEGATIVE_INFINITY;
+        if (bound > 0) {
+            FloatVector m = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+            for (; i < bound; i += L) {
+                m = m.max(FloatVector.fromArray(F, x, off + i));
+            }
+            max = m.reduceLanes(VectorOperators.MAX);
+        }
+        for (; i < n; i++) {
+            max = Math.max(max, x[off + i]);
+        }
+        FloatVector sumV = FloatVector.zero(F);
+        for (i = 0; i < bound; i += L) {
+            FloatVector e = FloatVector.fromArray(F, x, off + i).sub(max).lanewise(VectorOperators.EXP);
+            e.intoArray(x, off + i);
+            sumV = sumV.add(e);
+        }
+        float sum = sumV.reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) {
+            float e = (float) Math.exp(x[off + i] - max);
+            x[off + i] = e;
+            sum += e;
+        }
+        float inv = 1f / sum;
+        for (i = 0; i < bound; i += L) {
+            FloatVector.fromArray(F, x, off + i).mul(inv).intoArray(x, off + i);
+        }
+        for (; i < n; i++) {
+            x[off + i] *= inv;
+        }
+    }
+
+    @Override
+    public void siluMul(float[] gate, float[] up, int n) {
+        int bound = F.loopBound(n);
+        int i = 0;
+        for (; i < bound; i += L) {
+            FloatVector g = FloatVector.fromArray(F, gate, i);
+            FloatVector den = g.neg().lanewise(VectorOperators.EXP).add(1f);
+            g.div(den).mul(FloatVector.fromArray(F, up, i)).intoArray(gate, i);
+        }
+        for (; i < n; i++) {
+            float g = gate[i];
+            gate[i] = g / (1f + (float) Math.exp(-g)) * up[i];
+        }
+    }
+
+    @Override
+    public void rope(float[] x, int off, float[] cos, float[] sin, int tableOff, int rotDim) {
+        int half = rotDim / 2;
+        int bound = F.loopBound(half);
+        int i = 0;
+        for (; i < bound; i += L) {
+            FloatVector a = FloatVector.fromArray(F, x, off + i);
+            FloatVector b = FloatVector.fromArray(F, x, off + i + half);
+            FloatVector c = FloatVector.fromArray(F, cos, tableOff + i);
+            FloatVector s = FloatVector.fromArray(F, sin, tableOff + i);
+            a.mul(c).sub(b.mul(s)).intoArray(x, off + i);
+            b.mul(c).add(a.mul(s)).intoArray(x, off + i + half);
+        }
+        for (; i < half; i++) {
+            float a = x[off + i], b = x[off + i + half];
+            float c = cos[tableOff + i], s = sin[tableOff + i];
+            x[off + i] = a * c - b * s;
+            x[off + i + half] = b * c + a * s;
+        }
+    }
+
+    /**
+     * Scores four cached keys per pass (each q vector loaded once for four FMAs), then accumulates
+     * four weighted value rows per pass into out, so out is loaded and stored once per four positions.
+     */
+    @Override
+    public void attend(float[] out, int outOff, float[] q, int qOff, float[] keys, float[] values, int kvOff,
+                       int kvStride, int len, int headDim, float scale, float[] scores) {
+        int bound = F.loopBound(headDim);
+        int j = 0;
+        for (; j + 4 <= len; j += 4) {
+            int k0 = kvOff + j * kvStride, k1 = k0 + kvStride, k2 = k1 + kvStride, k3 = k2 + kvStride;
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            int i = 0;
+            for (; i < bound; i += L) {
+                FloatVector qv = FloatVector.fromArray(F, q, qOff + i);
+                a0 = qv.fma(FloatVector.fromArray(F, keys, k0 + i), a0);
+                a1 = qv.fma(FloatVector.fromArray(F, keys, k1 + i), a1);
+                a2 = qv.fma(FloatVector.fromArray(F, keys, k2 + i), a2);
+                a3 = qv.fma(FloatVector.fromArray(F, keys, k3 + i), a3);
+            }
+            float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
+            float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
+            for (; i < headDim; i++) {
+                float qi = q[qOff + i];
+                s0 += qi * keys[k0 + i];
+                s1 += qi * keys[k1 + i];
+                s2 += qi * keys[k2 + i];
+                s3 += qi * keys[k3 + i];
+            }
+            scores[j] = scale * s0;
+            scores[j + 1] = scale * s1;
+            scores[j + 2] = scale * s2;
+            scores[j + 3] = scale * s3;
+        }
+        for (; j < len; j++) {
+            scores[j] = scale * dot(q, qOff, keys, kvOff + j * kvStride, headDim);
+        }
+        softmax(scores, 0, len);
+        java.util.Arrays.fill(out, outOff, outOff + headDim, 0f);
+        j = 0;
+        for (; j + 4 <= len; j += 4) {
+            int v0 = kvOff + j * kvStride, v1 = v0 + kvStride, v2 = v1 + kvStride, v3 = v2 + kvStride;
+            float p0 = scores[j], p1 = scores[j + 1], p2 = scores[j + 2], p3 = scores[j + 3];
+            FloatVector b0 = FloatVector.broadcast(F, p0), b1 = FloatVector.broadcast(F, p1);
+            FloatVector b2 = FloatVector.broadcast(F, p2), b3 = FloatVector.broadcast(F, p3);
+            int i = 0;
+            for (; i < bound; i += L) {
+                FloatVector o = FloatVector.fromArray(F, out, outOff + i);
+                o = FloatVector.fromArray(F, values, v0 + i).fma(b0, o);
+                o = FloatVector.fromArray(F, values, v1 + i).fma(b1, o);
+                o = FloatVector.fromArray(F, values, v2 + i).fma(b2, o);
+                o = FloatVector.fromArray(F, values, v3 + i).fma(b3, o);
+                o.intoArray(out, outOff + i);
+            }
+            for (; i < headDim; i++) {
+                out[outOff + i] += p0 * values[v0 + i] + p1 * values[v1 + i] + p2 * values[v2 + i]
+                        + p3 * values[v3 + i];
+            }
+        }
+        for (; j < len; j++) {
+            axpy(out, outOff, scores[j], values, kvOff + j * kvStride, headDim);
+        }
+    }
+}

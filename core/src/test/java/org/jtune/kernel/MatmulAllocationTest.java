@@ -1,0 +1,45 @@
+package org.jtune.kernel;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.management.ManagementFactory;
+import java.util.Random;
+import org.jtune.io.safetensors.DType;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Decode must not allocate: a tokens=1 matmul large enough to go through the worker pool is called
+ * 1000 times after warm-up, and the calling thread's allocated-bytes counter must stay (almost)
+ * flat. The bound is 1 KB rather than 0 because a JIT event during the measured window (a late
+ * recompilation, a deoptimization running briefly in the interpreter, where Vector API boxes are
+ * really allocated) can add a few hundred bytes; a real per-call allocation would show as at
+ * least 1000 * 16 bytes. The measurement is retried a few times for the same reason, and the smallest
+ * window is asserted.
+ */
+class MatmulAllocationTest {
+    @Test
+    void decodeMatmulAllocatesNothingOnTheCallingThreadAfterWarmUp() {
+        com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        Random rnd = new Random(1);
+        try (WorkerPool pool = new WorkerPool(2)) {
+            VectorKernels k = new VectorKernels(pool);
+            for (DType dt : new DType[] {DType.BF16, DType.F32, DType.F16}) {
+                Matrix w = TestMatrices.matrix(rnd, dt, 259, 1027, true); // odd: exercises row and column tails
+                float[] x = TestMatrices.randomFloats(rnd, 1027);
+                float[] out = new float[259];
+                for (int i = 0; i < 20_000; i++) {
+                    k.matmul(out, x, w, 1);
+                }
+                long best = Long.MAX_VALUE;
+                for (int attempt = 0; attempt < 5 && best > 1024; attempt++) {
+                    long before = mx.getCurrentThreadAllocatedBytes();
+                    for (int i = 0; i < 1000; i++) {
+                        k.matmul(out, x, w, 1);
+                    }
+                    best = Math.min(best, mx.getCurrentThreadAllocatedBytes() - before);
+                }
+                assertTrue(best <= 1024, dt + ": 1000 decode matmuls allocated " + best + " bytes on the caller");
+            }
+        }
+    }
+}

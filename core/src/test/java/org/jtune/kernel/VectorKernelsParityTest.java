@@ -1,0 +1,300 @@
+package org.jtune.kernel;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.Random;
+import org.jtune.io.safetensors.DType;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * VectorKernels against the ScalarKernels specification on awkward sizes. The only differences
+ * allowed are from summation order (and the vector EXP's last ulp), so the tolerance is
+ * {@code |vector - scalar| <= 1e-5 * sqrt(n) * scale}, where n is the length of the reduction and
+ * scale is the sum of the absolute terms (for a dot product, {@code sum |a_i b_i|}) or the magnitude
+ * of the expected value for elementwise results. Conversions (gatherRow) must be bit-exact.
+ */
+class VectorKernelsParityTest {
+    static final int[] SIZES = {1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 65, 257, 1023, 4097};
+    static final int[] TOKENS = {1, 2, 3, 4, 5, 7, 9};
+    static final DType[] DTYPES = {DType.F32, DType.BF16, DType.F16};
+
+    static final WorkerPool POOL = new WorkerPool(3);
+    static final Kernels VEC = new VectorKernels(POOL);
+    static final Kernels REF = new ScalarKernels();
+
+    @AfterAll
+    static void closePool() {
+        POOL.close();
+    }
+
+    static double tol(int n) {
+        return 1e-5 * Math.sqrt(Math.max(1, n));
+    }
+
+    static void assertMatmulClose(float[] expected, float[] actual, float[] x, Matrix w, int tokens, String what) {
+        int rows = w.rows(), cols = w.cols();
+        for (int t = 0; t < tokens; t++) {
+            for (int r = 0; r < rows; r++) {
+                double scale = 0;
+                for (int c = 0; c < cols; c++) {
+                    scale += Math.abs((double) x[t * cols + c] * w.get(r, c));
+                }
+                float e = expected[t * rows + r], a = actual[t * rows + r];
+                assertTrue(Math.abs(e - a) <= tol(cols) * scale + 1e-30,
+                        what + " out[" + t + "," + r + "]: scalar " + e + " vector " + a + " scale " + scale);
+            }
+        }
+    }
+
+    @Test
+    void matmulMatchesScalarForAllDtypesSizesAndTokenCounts() {
+        Random rnd = new Random(1);
+        int[] rowsList = {1, 3, 7, 13};
+        for (DType dt : DTYPES) {
+            for (boolean offHeap : new boolean[] {false, true}) {
+                for (int cols : SIZES) {
+                    if (cols > 1023) {
+                        continue; // covered by the parallel-sized test below
+                    }
+                    for (int rows : rowsList) {
+                        Matrix w = TestMatrices.matrix(rnd, dt, rows, cols, offHeap);
+                        for (int tokens : TOKENS) {
+                            float[] x = TestMatrices.randomFloats(rnd, tokens * cols);
+                            float[] e = new float[tokens * rows], a = new float[tokens * rows];
+                            REF.matmul(e, x, w, tokens);
+                            VEC.matmul(a, x, w, tokens);
+                            assertMatmulClose(e, a, x, w, tokens,
+                                    dt + (offHeap ? " off-heap" : " heap") + " " + rows + "x" + cols + " t=" + tokens);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void parallelSizedMatmulMatchesScalar() {
+        Random rnd = new Random(2);
+        for (DType dt : DTYPES) {
+            for (int[] shape : new int[][] {{67, 1023}, {33, 4097}, {129, 257}}) {
+                Matrix w = TestMatrices.matrix(rnd, dt, shape[0], shape[1], true);
+                for (int tokens : new int[] {1, 5, 9}) {
+                    float[] x = TestMatrices.randomFloats(rnd, tokens * shape[1]);
+                    float[] e = new float[tokens * shape[0]], a = new float[tokens * shape[0]];
+                    REF.matmul(e, x, w, tokens);
+                    VEC.matmul(a, x, w, tokens);
+                    assertMatmulClose(e, a, x, w, tokens, dt + " " + shape[0] + "x" + shape[1] + " t=" + tokens);
+                }
+            }
+        }
+    }
+
+    @Test
+    void matmulIsIdenticalForOneTwoAndThreeThreads() {
+        Random rnd = new Random(3);
+        for (DType dt : DTYPES) {
+            Matrix w = TestMatrices.matrix(rnd, dt, 203, 517, true);
+            for (int tokens : new int[] {1, 6}) {
+                float[] x = TestMatrices.randomFloats(rnd, tokens * 517);
+                float[] first = null;
+                for (int threads = 1; threads <= 3; threads++) {
+                    try (WorkerPool p = new WorkerPool(threads)) {
+                        float[] out = new float[tokens * 203];
+                        new VectorKernels(p).matmul(out, x, w, tokens);
+                        if (first == null) {
+                            first = out;
+                        } else {
+                            assertArrayEquals(first, out, dt + " tokens=" + tokens + " threads=" + threads);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void gatherRowIsBitExactForEveryHalfAndBfloat16Pattern() {
+        for (DType dt : new DType[] {DType.F16, DType.BF16}) {
+            MemorySegment seg = MemorySegment.ofArray(new byte[2 * 65536 + 1]).asSlice(1, 2 * 65536);
+            for (int i = 0; i < 65536; i++) {
+                seg.setAtIndex(Matrix.I16, i, (short) i);
+            }
+            Matrix m = new Matrix(seg, dt, 1, 65536);
+            float[] e = new float[65536], a = new float[65536];
+            REF.gatherRow(e, 0, m, 0);
+            VEC.gatherRow(a, 0, m, 0);
+            for (int i = 0; i < 65536; i++) {
+                if (Float.isNaN(e[i])) {
+                    assertTrue(Float.isNaN(a[i]), dt + " pattern " + Integer.toHexString(i));
+                } else {
+                    assertEquals(Float.floatToRawIntBits(e[i]), Float.floatToRawIntBits(a[i]),
+                            dt + " pattern " + Integer.toHexString(i) + ": " + e[i] + " vs " + a[i]);
+                }
+            }
+        }
+    }
+
+    @Test
+    void gatherRowMatchesScalarOnOddShapes() {
+        Random rnd = new Random(4);
+        for (DType dt : DTYPES) {
+            for (int cols : SIZES) {
+                Matrix m = TestMatrices.matrix(rnd, dt, 3, cols, true);
+                for (int r = 0; r < 3; r++) {
+                    float[] e = new float[cols + 2], a = new float[cols + 2];
+                    REF.gatherRow(e, 2, m, r);
+                    VEC.gatherRow(a, 2, m, r);
+                    assertArrayEquals(e, a, dt + " cols=" + cols + " row=" + r);
+                }
+            }
+        }
+    }
+
+    @Test
+    void dotMatchesScalar() {
+        Random rnd = new Random(5);
+        for (int n : SIZES) {
+            float[] a = TestMatrices.randomFloats(rnd, n + 3), b = TestMatrices.randomFloats(rnd, n + 5);
+            double scale = 0;
+            for (int i = 0; i < n; i++) {
+                scale += Math.abs((double) a[3 + i] * b[5 + i]);
+            }
+            float e = REF.dot(a, 3, b, 5, n), v = VEC.dot(a, 3, b, 5, n);
+            assertTrue(Math.abs(e - v) <= tol(n) * scale, "n=" + n + ": " + e + " vs " + v);
+        }
+    }
+
+    @Test
+    void axpyMatchesScalar() {
+        Random rnd = new Random(6);
+        for (int n : SIZES) {
+            float[] x = TestMatrices.randomFloats(rnd, n + 1), y = TestMatrices.randomFloats(rnd, n + 2);
+            float[] e = y.clone(), a = y.clone();
+            REF.axpy(e, 2, 0.37f, x, 1, n);
+            VEC.axpy(a, 2, 0.37f, x, 1, n);
+            // fma rounds once instead of twice: at most one ulp of the larger term apart
+            assertElementsClose(e, a, 1e-6, "axpy n=" + n);
+        }
+    }
+
+    static void assertElementsClose(float[] e, float[] a, double relTol, String what) {
+        assertEquals(e.length, a.length);
+        for (int i = 0; i < e.length; i++) {
+            assertTrue(Math.abs(e[i] - a[i]) <= relTol * Math.max(1.0, Math.abs(e[i])),
+                    what + " [" + i + "]: scalar " + e[i] + " vector " + a[i]);
+        }
+    }
+
+    @Test
+    void rmsNormMatchesScalarAlsoInPlace() {
+        Random rnd = new Random(7);
+        for (int n : SIZES) {
+            float[] x = TestMatrices.randomFloats(rnd, n + 1), w = TestMatrices.randomFloats(rnd, n);
+            float[] e = new float[n + 4], a = new float[n + 4];
+            REF.rmsNorm(e, 4, x, 1, w, 1e-5f, n);
+            VEC.rmsNorm(a, 4, x, 1, w, 1e-5f, n);
+            assertElementsClose(e, a, tol(n), "rmsNorm n=" + n);
+            float[] inPlace = x.clone();
+            VEC.rmsNorm(inPlace, 1, inPlace, 1, w, 1e-5f, n);
+            assertElementsClose(Arrays.copyOfRange(e, 4, 4 + n), Arrays.copyOfRange(inPlace, 1, 1 + n), tol(n),
+                    "in-place rmsNorm n=" + n);
+        }
+    }
+
+    @Test
+    void layerNormMatchesScalarWithAndWithoutBias() {
+        Random rnd = new Random(8);
+        for (int n : SIZES) {
+            float[] x = TestMatrices.randomFloats(rnd, n + 2), w = TestMatrices.randomFloats(rnd, n);
+            float[] b = TestMatrices.randomFloats(rnd, n);
+            for (float[] bias : new float[][] {b, null}) {
+                float[] e = new float[n + 1], a = new float[n + 1];
+                REF.layerNorm(e, 1, x, 2, w, bias, 1e-5f, n);
+                VEC.layerNorm(a, 1, x, 2, w, bias, 1e-5f, n);
+                assertElementsClose(e, a, 10 * tol(n), "layerNorm n=" + n + " bias=" + (bias != null));
+                float[] inPlace = x.clone();
+                VEC.layerNorm(inPlace, 2, inPlace, 2, w, bias, 1e-5f, n);
+                assertElementsClose(Arrays.copyOfRange(e, 1, 1 + n), Arrays.copyOfRange(inPlace, 2, 2 + n),
+                        10 * tol(n), "in-place layerNorm n=" + n);
+            }
+        }
+    }
+
+    @Test
+    void softmaxMatchesScalar() {
+        Random rnd = new Random(9);
+        for (int n : SIZES) {
+            float[] x = new float[n + 3];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (rnd.nextFloat() - 0.5f) * 20f;
+            }
+            float[] e = x.clone(), a = x.clone();
+            REF.softmax(e, 3, n);
+            VEC.softmax(a, 3, n);
+            assertElementsClose(e, a, tol(n), "softmax n=" + n);
+        }
+    }
+
+    @Test
+    void siluMulMatchesScalar() {
+        Random rnd = new Random(10);
+        for (int n : SIZES) {
+            float[] g = new float[n], up = TestMatrices.randomFloats(rnd, n);
+            for (int i = 0; i < n; i++) {
+                g[i] = (rnd.nextFloat() - 0.5f) * 30f;
+            }
+            float[] e = g.clone(), a = g.clone();
+            REF.siluMul(e, up, n);
+            VEC.siluMul(a, up, n);
+            assertElementsClose(e, a, 1e-6, "siluMul n=" + n);
+        }
+    }
+
+    @Test
+    void ropeMatchesScalarIncludingPassThroughFeatures() {
+        Random rnd = new Random(11);
+        for (int headDim : new int[] {2, 8, 16, 34, 64, 66, 128, 130}) {
+            for (int rotDim : new int[] {2, headDim / 2 & ~1, headDim}) {
+                if (rotDim < 2) {
+                    continue;
+                }
+                float[] x = TestMatrices.randomFloats(rnd, headDim + 5);
+                float[] cos = TestMatrices.randomFloats(rnd, rotDim / 2 + 7), sin = TestMatrices.randomFloats(rnd, rotDim / 2 + 7);
+                float[] e = x.clone(), a = x.clone();
+                REF.rope(e, 5, cos, sin, 7, rotDim);
+                VEC.rope(a, 5, cos, sin, 7, rotDim);
+                assertElementsClose(e, a, 1e-6, "rope headDim=" + headDim + " rotDim=" + rotDim);
+            }
+        }
+    }
+
+    @Test
+    void attendMatchesScalar() {
+        Random rnd = new Random(12);
+        for (int headDim : new int[] {1, 7, 8, 16, 17, 64, 65, 128}) {
+            for (int len : new int[] {1, 3, 4, 7, 17, 33, 65, 257}) {
+                int kvStride = 3 * headDim + 1, kvOff = 2;
+                float[] keys = TestMatrices.randomFloats(rnd, kvOff + len * kvStride);
+                float[] values = TestMatrices.randomFloats(rnd, kvOff + len * kvStride);
+                float[] q = TestMatrices.randomFloats(rnd, headDim + 1);
+                float scale = (float) (1 / Math.sqrt(headDim));
+                float[] e = new float[headDim + 3], a = new float[headDim + 3];
+                REF.attend(e, 3, q, 1, keys, values, kvOff, kvStride, len, headDim, scale, new float[len]);
+                VEC.attend(a, 3, q, 1, keys, values, kvOff, kvStride, len, headDim, scale, new float[len + 2]);
+                assertElementsClose(e, a, 10 * tol(Math.max(len, headDim)), "attend headDim=" + headDim + " len=" + len);
+            }
+        }
+    }
+
+    @Test
+    void rejectsMismatchedMatmulBuffers() {
+        Matrix w = Matrix.ofFloats(new float[6], 2, 3);
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> VEC.matmul(new float[4], new float[5], w, 2));
+    }
+}

@@ -1,0 +1,22 @@
+# Regenerates MatmulF32/BF16/F16.java from MatmulTemplate.java.txt: run from this directory with python3 gen_matmul.py
+import re
+t=open('MatmulTemplate.java.txt').read()
+SHORTS='(IntVector) ShortVector.fromMemorySegment(VectorKernels.S, w, {0}, LE).convertShape(VectorOperators.S2I, VectorKernels.I, 0)'
+decl={
+ 'F32':'FloatVector {v} = FloatVector.fromMemorySegment(VectorKernels.F, w, {e}, LE);',
+ 'BF16':'FloatVector {v} = ((IntVector) ShortVector.fromMemorySegment(VectorKernels.S, w, {e}, LE).convertShape(VectorOperators.S2I, VectorKernels.I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();',
+ 'F16':'IntVector {v}h = (IntVector) ShortVector.fromMemorySegment(VectorKernels.S, w, {e}, LE).convertShape(VectorOperators.S2I, VectorKernels.I, 0);\n{ind}FloatVector {v} = {v}h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).or({v}h.and(0x7fff).add(0x400).lanewise(VectorOperators.LSHR, 15).neg().and(0x7f800000)).reinterpretAsFloats().mul(0x1p112f);',
+}
+for dt,esz,at in [('F32',4,'f32At'),('BF16',2,'bf16At'),('F16',2,'f16At')]:
+    s=t.replace('@DT@',dt).replace('@ESZ@',str(esz)).replace('@AT@',at)
+    lines=[];n=0
+    for line in s.split('\n'):
+        m=re.match(r'^(\s*)(.*?)@LOAD<(.*?)>@(.*)$',line)
+        if m:
+            n+=1;ind,pre,e,post=m.groups();v=f'wv{n}'
+            lines.append(ind+decl[dt].format(v=v,e=e,ind=ind))
+            lines.append(ind+pre+v+post)
+        else: lines.append(line)
+    s='\n'.join(lines)
+    if dt=='F32': s=s.replace('import jdk.incubator.vector.IntVector;\nimport jdk.incubator.vector.ShortVector;\n','')
+    open(f'../../../../../../main/java/org/jtune/kernel/Matmul{dt}.java','w').write(s)
