@@ -5,10 +5,12 @@ import org.jtune.kernel.RangeTask;
 import org.jtune.kernel.WorkerPool;
 
 /**
- * The per-session buffers of a decoder-only transformer, shared by every family: all sized once for
- * chunks of up to {@code maxChunk} tokens, so decoding allocates nothing. Also runs causal
- * attention over the cache for a chunk, parallel over (token, head) pairs, without ever forming a
- * (seq, seq) matrix.
+ * The per-session (or per-training-step) buffers of a decoder-only transformer, shared by every
+ * family. Each layer's activations live in a {@link LayerActs}: for inference one set serves all
+ * layers and the residual stream is updated in place, so memory is one layer's worth and decoding
+ * allocates nothing; for training every layer has its own set (each layer's output array is the
+ * next layer's input array), because backward needs them all. The family's forward is the same
+ * code either way; the {@link Ops} decide whether a tape records it.
  */
 public final class DecoderState extends ModelState {
     /** The sizes a family's forward needs. {@code fusedQkv} = width of a fused q/k/v projection (0: none). */
@@ -28,39 +30,68 @@ public final class DecoderState extends ModelState {
         }
     }
 
+    /**
+     * One layer's activations, each {@code (chunk, width)}. Names follow a pre-norm block; families
+     * use the subset they need: xIn → xn1 → q,k,v (or qkv) → att → attnOut → h = xIn + attnOut → (hn)
+     * → xn2 → mlpIn (gate), up → mlpAct → mlpOut → y/xOut.
+     */
+    public static final class LayerActs {
+        public final float[] xIn, xn1, qkv, q, k, v, att, attnOut, h, hn, xn2, mlpIn, up, mlpAct, mlpOut, xOut;
+
+        LayerActs(Dims d, int chunk, float[] xIn, boolean shareResidual) {
+            int hid = chunk * d.hidden;
+            this.xIn = xIn;
+            xn1 = new float[hid];
+            qkv = new float[chunk * d.fusedQkv];
+            q = new float[chunk * d.qDim()];
+            k = new float[chunk * d.kvDim()];
+            v = new float[chunk * d.kvDim()];
+            att = new float[chunk * d.qDim()];
+            attnOut = new float[hid];
+            h = shareResidual ? xIn : new float[hid];
+            hn = shareResidual ? xIn : new float[hid];
+            xn2 = new float[hid];
+            mlpIn = new float[chunk * d.mlpHidden];
+            up = new float[chunk * d.mlpHidden];
+            mlpAct = shareResidual ? mlpIn : new float[chunk * d.mlpHidden];
+            mlpOut = new float[hid];
+            xOut = shareResidual ? xIn : new float[hid];
+        }
+    }
+
     public final Dims dims;
-    public final float[] x;        // (chunk, hidden) residual stream
-    public final float[] xn;       // (chunk, hidden) normalized input of a sublayer
-    public final float[] q;        // (chunk, heads * headDim)
-    public final float[] k;        // (chunk, kvHeads * headDim)
-    public final float[] v;        // (chunk, kvHeads * headDim)
-    public final float[] qkv;      // (chunk, fusedQkv) or empty
-    public final float[] att;      // (chunk, heads * headDim)
-    public final float[] out;      // (chunk, hidden) sublayer output
-    public final float[] out2;     // (chunk, hidden) second sublayer output (parallel residual)
-    public final float[] mlp;      // (chunk, mlpHidden)
-    public final float[] mlp2;     // (chunk, mlpHidden) second MLP input projection (SwiGLU's up)
-    public final float[] emb;      // (chunk, embedDim) token embeddings before an input projection (OPT)
+    public final Ops ops;
+    public final float[] emb;      // (chunk, embedDim) token embeddings (== layer 0's xIn when embedDim == hidden)
+    public final float[] hFinal;   // (chunk, hidden) input of the final norm (inference: the last row only)
+    public final float[] normed;   // (chunk, hidden) after the final norm
+    public final float[] headIn;   // (chunk, embedDim) after an output projection (OPT), else == normed
     public final float[] cos;      // (maxSeq, rotDim / 2) or empty
     public final float[] sin;      // (maxSeq, rotDim / 2) or empty
+    private final LayerActs[] acts;
     private final float[][] scores; // (threads) x (maxSeq): probabilities of one (token, head)
     private final AttentionTask attention;
+    private final boolean perLayer;
 
-    public DecoderState(Dims d, Rope rope, int maxSeq, int maxChunk, Kernels kernels, WorkerPool pool) {
+    /**
+     * @param perLayer one activation set per layer (training) instead of one shared set (inference)
+     */
+    public DecoderState(Dims d, Rope rope, int maxSeq, int maxChunk, Kernels kernels, WorkerPool pool, Ops ops,
+                        boolean perLayer) {
         super(new KvCache(d.numLayers, maxSeq, d.kvDim()), maxChunk);
         this.dims = d;
-        x = new float[maxChunk * d.hidden];
-        xn = new float[maxChunk * d.hidden];
-        q = new float[maxChunk * d.qDim()];
-        k = new float[maxChunk * d.kvDim()];
-        v = new float[maxChunk * d.kvDim()];
-        qkv = new float[maxChunk * d.fusedQkv];
-        att = new float[maxChunk * d.qDim()];
-        out = new float[maxChunk * d.hidden];
-        out2 = new float[maxChunk * d.hidden];
-        mlp = new float[maxChunk * d.mlpHidden];
-        mlp2 = new float[maxChunk * d.mlpHidden];
-        emb = d.embedDim == d.hidden ? x : new float[maxChunk * d.embedDim];
+        this.ops = ops;
+        this.perLayer = perLayer;
+        float[] x0 = new float[maxChunk * d.hidden];
+        emb = d.embedDim == d.hidden ? x0 : new float[maxChunk * d.embedDim];
+        acts = new LayerActs[perLayer ? d.numLayers : 1];
+        float[] in = x0;
+        for (int l = 0; l < acts.length; l++) {
+            acts[l] = new LayerActs(d, maxChunk, in, !perLayer);
+            in = acts[l].xOut;
+        }
+        hFinal = new float[maxChunk * d.hidden];
+        normed = new float[maxChunk * d.hidden];
+        headIn = d.embedDim == d.hidden ? normed : new float[maxChunk * d.embedDim];
         if (rope != null) {
             float[][] t = rope.tables(maxSeq);
             cos = t[0];
@@ -72,68 +103,78 @@ public final class DecoderState extends ModelState {
         attention = new AttentionTask(kernels, pool);
     }
 
-    /**
-     * Splits the fused projection in {@code qkv} into q, k and v: laid out {@code [Q | K | V]} per
-     * token (GPT-2), or {@code [q_h | k_h | v_h]} per head (GPT-NeoX) when {@code perHead}.
-     */
-    public void splitQkv(int n, boolean perHead) {
+    /** Inference state: one shared activation set, ops without a tape. */
+    public DecoderState(Dims d, Rope rope, int maxSeq, int maxChunk, Kernels kernels, WorkerPool pool) {
+        this(d, rope, maxSeq, maxChunk, kernels, pool, new InferenceOps(kernels), false);
+    }
+
+    /** The activations of layer l. */
+    public LayerActs acts(int layer) {
+        return acts[perLayer ? layer : 0];
+    }
+
+    /** Layer 0's input: where the embeddings (or their projection) go. */
+    public float[] x0() {
+        return acts[0].xIn;
+    }
+
+    /** The last layer's output. */
+    public float[] xLast() {
+        return acts[acts.length - 1].xOut;
+    }
+
+    public boolean perLayer() {
+        return perLayer;
+    }
+
+    /** Copies a.qkv into a.q/k/v: {@code [Q | K | V]} per token (GPT-2) or {@code [q_h | k_h | v_h]} per head (GPT-NeoX). */
+    public void splitQkv(LayerActs a, int n, boolean perHead) {
         int hd = dims.headDim, qd = dims.qDim(), kvd = dims.kvDim(), w = dims.fusedQkv;
         for (int t = 0; t < n; t++) {
             int base = t * w;
             if (perHead) {
                 for (int h = 0; h < dims.numHeads; h++) {
                     int src = base + h * 3 * hd;
-                    System.arraycopy(qkv, src, q, t * qd + h * hd, hd);
-                    System.arraycopy(qkv, src + hd, k, t * kvd + h * hd, hd);
-                    System.arraycopy(qkv, src + 2 * hd, v, t * kvd + h * hd, hd);
+                    System.arraycopy(a.qkv, src, a.q, t * qd + h * hd, hd);
+                    System.arraycopy(a.qkv, src + hd, a.k, t * kvd + h * hd, hd);
+                    System.arraycopy(a.qkv, src + 2 * hd, a.v, t * kvd + h * hd, hd);
                 }
             } else {
-                System.arraycopy(qkv, base, q, t * qd, qd);
-                System.arraycopy(qkv, base + qd, k, t * kvd, kvd);
-                System.arraycopy(qkv, base + qd + kvd, v, t * kvd, kvd);
+                System.arraycopy(a.qkv, base, a.q, t * qd, qd);
+                System.arraycopy(a.qkv, base + qd, a.k, t * kvd, kvd);
+                System.arraycopy(a.qkv, base + qd + kvd, a.v, t * kvd, kvd);
             }
         }
     }
 
-    /**
-     * Rotates the first {@code rotDim} features of every q and k head of the chunk starting at
-     * position {@code start} (HF rotate-half pairing).
-     */
-    public void applyRope(Kernels kernels, int start, int n, int rotDim) {
-        int half = rotDim / 2, hd = dims.headDim, qd = dims.qDim(), kvd = dims.kvDim();
-        for (int t = 0; t < n; t++) {
-            int table = (start + t) * half;
-            for (int h = 0; h < dims.numHeads; h++) {
-                kernels.rope(q, t * qd + h * hd, cos, sin, table, rotDim);
-            }
-            for (int h = 0; h < dims.numKvHeads; h++) {
-                kernels.rope(k, t * kvd + h * hd, cos, sin, table, rotDim);
-            }
-        }
-    }
-
-    /**
-     * Appends the chunk's k and v rows to layer {@code layer}'s cache at positions {@code start ..}
-     * (in place), then computes {@code att} = causal attention of the chunk's queries over positions
-     * {@code 0 .. start+t}. Query head h reads kv head h / (heads / kvHeads).
-     */
-    public void attend(int layer, int start, int n, float scale) {
+    /** Writes the chunk's k and v rows into layer {@code layer}'s cache at positions {@code start ..}, in place. */
+    public void appendKv(LayerActs a, int layer, int start, int n) {
         int kvd = dims.kvDim();
-        System.arraycopy(k, 0, cache.keys[layer], start * kvd, n * kvd);
-        System.arraycopy(v, 0, cache.values[layer], start * kvd, n * kvd);
-        AttentionTask a = attention;
-        a.state = this;
-        a.layer = layer;
-        a.start = start;
-        a.tokens = n;
-        a.scale = scale;
-        a.pool.run(n * dims.numHeads, a);
+        System.arraycopy(a.k, 0, cache.keys[layer], start * kvd, n * kvd);
+        System.arraycopy(a.v, 0, cache.values[layer], start * kvd, n * kvd);
+    }
+
+    /**
+     * a.att = causal attention of the chunk's queries over cache positions {@code 0 .. start+t},
+     * parallel over (token, head) pairs; query head h reads kv head h / (heads / kvHeads).
+     */
+    public void attend(LayerActs a, int layer, int start, int n, float scale) {
+        AttentionTask task = attention;
+        task.state = this;
+        task.acts = a;
+        task.layer = layer;
+        task.start = start;
+        task.tokens = n;
+        task.scale = scale;
+        task.pool.run(n * dims.numHeads, task);
+        task.acts = null;
     }
 
     private static final class AttentionTask implements RangeTask {
         final Kernels kernels;
         final WorkerPool pool;
         DecoderState state;
+        LayerActs acts;
         int layer, start, tokens;
         float scale;
 
@@ -152,7 +193,7 @@ public final class DecoderState extends ModelState {
             for (int i = from; i < to; i++) {
                 int t = i / heads, head = i % heads;
                 int off = t * qd + head * hd;
-                kernels.attend(s.att, off, s.q, off, keys, values, (head / group) * hd, d.kvDim(), start + t + 1, hd,
+                kernels.attend(acts.att, off, acts.q, off, keys, values, (head / group) * hd, d.kvDim(), start + t + 1, hd,
                         scale, sc);
             }
         }

@@ -13,6 +13,7 @@ import org.jtune.model.Blocks;
 import org.jtune.model.DecoderState;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.Linear;
+import org.jtune.model.Ops;
 import org.jtune.model.ModelInfo;
 import org.jtune.model.ModelState;
 import org.jtune.model.WeightLoader;
@@ -77,6 +78,7 @@ public final class Gpt2 implements LanguageModel {
     private final Layer[] layers;
     private final float[] lnFWeight, lnFBias;
     private final Matrix lmHead;     // (vocab, hidden)
+    private final Linear head;       // lmHead as a layer
     private final DecoderState.Dims dims;
     private final ModelInfo info;
     private final java.util.List<WeightLoader.Loaded> matrices;
@@ -110,6 +112,7 @@ public final class Gpt2 implements LanguageModel {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, h);
         }
         matrices = w.loaded();
+        head = new Linear("lm_head", lmHead, null);
         w.finish(IGNORED);
         dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.innerSize, 3 * h, cfg.numLayers);
         info = new ModelInfo("gpt2", "GPT2LMHeadModel", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads, cfg.numHeads,
@@ -159,34 +162,40 @@ public final class Gpt2 implements LanguageModel {
     @Override
     public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
         DecoderState s = (DecoderState) state;
+        Ops ops = s.ops;
         Blocks.checkChunk(s, n);
         int start = s.length(), h = cfg.hiddenSize;
-        Blocks.embed(kernels, s.x, wte, tokens, off, n);
-        Blocks.addPositions(kernels, s.x, s.out, wpe, start, 0, n);
+        float eps = cfg.layerNormEps;
+        ops.embed(s.x0(), wte, tokens, off, n);
+        ops.addPositions(s.x0(), wpe, start, n);
         for (int l = 0; l < layers.length; l++) {
             Layer L = layers[l];
+            DecoderState.LayerActs a = s.acts(l);
             float scale = cfg.scaleAttnWeights ? (float) (1.0 / Math.sqrt(cfg.headDim)) : 1f;
             if (cfg.scaleAttnByInverseLayerIdx) {
                 scale /= (l + 1);
             }
-            Blocks.layerNormRows(kernels, s.xn, s.x, L.ln1Weight, L.ln1Bias, cfg.layerNormEps, n, h);
-            L.cAttn.forward(kernels, s.qkv, s.xn, n);
-            s.splitQkv(n, false);
-            s.attend(l, start, n, scale);
-            L.attnProj.forward(kernels, s.out, s.att, n);
-            Blocks.add(kernels, s.x, s.out, n * h);
-            Blocks.layerNormRows(kernels, s.xn, s.x, L.ln2Weight, L.ln2Bias, cfg.layerNormEps, n, h);
-            L.fc.forward(kernels, s.mlp, s.xn, n);
-            cfg.activation.apply(s.mlp, n * cfg.innerSize);
-            L.mlpProj.forward(kernels, s.out, s.mlp, n);
-            Blocks.add(kernels, s.x, s.out, n * h);
+            ops.layerNorm(a.xn1, a.xIn, L.ln1Weight, L.ln1Bias, eps, n, h);
+            ops.linear(a.qkv, a.xn1, L.cAttn, n);
+            ops.splitQkv(s, a, n, false);
+            ops.attention(s, a, l, start, n, scale);
+            ops.linear(a.attnOut, a.att, L.attnProj, n);
+            ops.add(a.h, a.xIn, a.attnOut, n * h);
+            ops.layerNorm(a.xn2, a.h, L.ln2Weight, L.ln2Bias, eps, n, h);
+            ops.linear(a.mlpIn, a.xn2, L.fc, n);
+            ops.activation(a.mlpAct, a.mlpIn, cfg.activation, n * cfg.innerSize);
+            ops.linear(a.mlpOut, a.mlpAct, L.mlpProj, n);
+            ops.add(a.xOut, a.h, a.mlpOut, n * h);
         }
         s.cache.advance(n);
-        int rows = allLogits ? n : 1, from = allLogits ? 0 : n - 1;
-        for (int t = 0; t < rows; t++) {
-            kernels.layerNorm(s.xn, t * h, s.x, (from + t) * h, lnFWeight, lnFBias, cfg.layerNormEps, h);
+        int rows = allLogits ? n : 1;
+        float[] last = s.xLast();
+        if (!allLogits) {
+            ops.copyRows(s.hFinal, last, n - 1, 1, h);
+            last = s.hFinal;
         }
-        kernels.matmul(logits, s.xn, lmHead, rows);
+        ops.layerNorm(s.normed, last, lnFWeight, lnFBias, eps, rows, h);
+        ops.linear(logits, s.normed, head, rows);
     }
 
     @Override

@@ -11,6 +11,7 @@ import org.jtune.kernel.WorkerPool;
 import org.jtune.model.Blocks;
 import org.jtune.model.DecoderState;
 import org.jtune.model.Linear;
+import org.jtune.model.Ops;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.ModelInfo;
 import org.jtune.model.ModelState;
@@ -113,6 +114,7 @@ public final class Llama implements LanguageModel {
     private final Layer[] layers;
     private final float[] finalNorm;  // (hidden)
     private final Matrix lmHead;      // (vocab, hidden); == embed when tied
+    private final Linear head;        // lmHead as a layer
     private final Rope rope;
     private final DecoderState.Dims dims;
     private final ModelInfo info;
@@ -149,6 +151,7 @@ public final class Llama implements LanguageModel {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, h);
         }
         matrices = w.loaded();
+        head = new Linear(LM_HEAD.replace(".weight", ""), lmHead, null);
         w.finish(IGNORED);
         rope = Rope.fromConfig(hf, cfg.headDim, cfg.ropeTheta);
         dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numKvHeads, cfg.headDim, inter, 0, cfg.numLayers);
@@ -206,34 +209,39 @@ public final class Llama implements LanguageModel {
     @Override
     public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
         DecoderState s = (DecoderState) state;
+        Ops ops = s.ops;
         Blocks.checkChunk(s, n);
-        int start = s.length(), h = cfg.hiddenSize;
-        float scale = (float) (1.0 / Math.sqrt(cfg.headDim));
-        Blocks.embed(kernels, s.x, embed, tokens, off, n);
+        int start = s.length(), h = cfg.hiddenSize, hd = cfg.headDim;
+        float eps = cfg.rmsNormEps, scale = (float) (1.0 / Math.sqrt(hd));
+        ops.embed(s.x0(), embed, tokens, off, n);
         for (int l = 0; l < layers.length; l++) {
             Layer L = layers[l];
-            Blocks.rmsNormRows(kernels, s.xn, s.x, L.inputNorm, cfg.rmsNormEps, n, h);
-            L.q.forward(kernels, s.q, s.xn, n);
-            L.k.forward(kernels, s.k, s.xn, n);
-            L.v.forward(kernels, s.v, s.xn, n);
-            s.applyRope(kernels, start, n, cfg.headDim);
-            s.attend(l, start, n, scale);
-            L.o.forward(kernels, s.out, s.att, n);
-            Blocks.add(kernels, s.x, s.out, n * h);
-            Blocks.rmsNormRows(kernels, s.xn, s.x, L.postNorm, cfg.rmsNormEps, n, h);
-            L.gate.forward(kernels, s.mlp, s.xn, n);
-            L.up.forward(kernels, s.mlp2, s.xn, n);
-            kernels.siluMul(s.mlp, s.mlp2, n * cfg.intermediateSize);
-            L.down.forward(kernels, s.out, s.mlp, n);
-            Blocks.add(kernels, s.x, s.out, n * h);
+            DecoderState.LayerActs a = s.acts(l);
+            ops.rmsNorm(a.xn1, a.xIn, L.inputNorm, eps, n, h);
+            ops.linear(a.q, a.xn1, L.q, n);
+            ops.linear(a.k, a.xn1, L.k, n);
+            ops.linear(a.v, a.xn1, L.v, n);
+            ops.rope(a.q, n, cfg.numHeads, hd, hd, s.cos, s.sin, start);
+            ops.rope(a.k, n, cfg.numKvHeads, hd, hd, s.cos, s.sin, start);
+            ops.attention(s, a, l, start, n, scale);
+            ops.linear(a.attnOut, a.att, L.o, n);
+            ops.add(a.h, a.xIn, a.attnOut, n * h);
+            ops.rmsNorm(a.xn2, a.h, L.postNorm, eps, n, h);
+            ops.linear(a.mlpIn, a.xn2, L.gate, n);
+            ops.linear(a.up, a.xn2, L.up, n);
+            ops.siluMul(a.mlpAct, a.mlpIn, a.up, n * cfg.intermediateSize);
+            ops.linear(a.mlpOut, a.mlpAct, L.down, n);
+            ops.add(a.xOut, a.h, a.mlpOut, n * h);
         }
         s.cache.advance(n);
         int rows = allLogits ? n : 1;
-        int from = allLogits ? 0 : n - 1;
-        for (int t = 0; t < rows; t++) {
-            kernels.rmsNorm(s.xn, t * h, s.x, (from + t) * h, finalNorm, cfg.rmsNormEps, h);
+        float[] last = s.xLast();
+        if (!allLogits) {
+            ops.copyRows(s.hFinal, last, n - 1, 1, h);
+            last = s.hFinal;
         }
-        kernels.matmul(logits, s.xn, lmHead, rows);
+        ops.rmsNorm(s.normed, last, finalNorm, eps, rows, h);
+        ops.linear(logits, s.normed, head, rows);
     }
 
     @Override

@@ -13,6 +13,7 @@ import org.jtune.model.Blocks;
 import org.jtune.model.DecoderState;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.Linear;
+import org.jtune.model.Ops;
 import org.jtune.model.ModelInfo;
 import org.jtune.model.ModelState;
 import org.jtune.model.Rope;
@@ -85,6 +86,7 @@ public final class GptNeoX implements LanguageModel {
     private final Layer[] layers;
     private final float[] finalWeight, finalBias;
     private final Matrix embedOut;   // (vocab, hidden)
+    private final Linear head;       // embedOut as a layer
     private final Rope rope;
     private final DecoderState.Dims dims;
     private final ModelInfo info;
@@ -117,6 +119,7 @@ public final class GptNeoX implements LanguageModel {
             embedOut = w.matrix(EMBED_OUT, cfg.vocabSize, h);
         }
         matrices = w.loaded();
+        head = new Linear("embed_out", embedOut, null);
         w.finish(IGNORED);
         rope = cfg.rotaryDims > 0 ? Rope.fromConfig(hf, cfg.rotaryDims, cfg.ropeTheta) : null;
         dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.intermediateSize, 3 * h, cfg.numLayers);
@@ -163,39 +166,45 @@ public final class GptNeoX implements LanguageModel {
     @Override
     public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
         DecoderState s = (DecoderState) state;
+        Ops ops = s.ops;
         Blocks.checkChunk(s, n);
-        int start = s.length(), h = cfg.hiddenSize;
-        float scale = (float) (1.0 / Math.sqrt(cfg.headDim));
-        Blocks.embed(kernels, s.x, embedIn, tokens, off, n);
+        int start = s.length(), h = cfg.hiddenSize, hd = cfg.headDim;
+        float eps = cfg.layerNormEps, scale = (float) (1.0 / Math.sqrt(hd));
+        ops.embed(s.x0(), embedIn, tokens, off, n);
         for (int l = 0; l < layers.length; l++) {
             Layer L = layers[l];
-            Blocks.layerNormRows(kernels, s.xn, s.x, L.ln1Weight, L.ln1Bias, cfg.layerNormEps, n, h);
-            L.qkv.forward(kernels, s.qkv, s.xn, n);
-            s.splitQkv(n, true);
+            DecoderState.LayerActs a = s.acts(l);
+            ops.layerNorm(a.xn1, a.xIn, L.ln1Weight, L.ln1Bias, eps, n, h);
+            ops.linear(a.qkv, a.xn1, L.qkv, n);
+            ops.splitQkv(s, a, n, true);
             if (cfg.rotaryDims > 0) {
-                s.applyRope(kernels, start, n, cfg.rotaryDims);
+                ops.rope(a.q, n, cfg.numHeads, hd, cfg.rotaryDims, s.cos, s.sin, start);
+                ops.rope(a.k, n, cfg.numHeads, hd, cfg.rotaryDims, s.cos, s.sin, start);
             }
-            s.attend(l, start, n, scale);
-            L.dense.forward(kernels, s.out, s.att, n);
+            ops.attention(s, a, l, start, n, scale);
+            ops.linear(a.attnOut, a.att, L.dense, n);
             if (cfg.parallelResidual) {
-                // y = x + attn(ln1(x)) + mlp(ln2(x)): the MLP reads x before the attention output is added
-                Blocks.layerNormRows(kernels, s.xn, s.x, L.ln2Weight, L.ln2Bias, cfg.layerNormEps, n, h);
-                Blocks.add(kernels, s.x, s.out, n * h);
+                // y = x + attn(ln1(x)) + mlp(ln2(x)): ln2 reads x before the attention output is added
+                ops.layerNorm(a.xn2, a.xIn, L.ln2Weight, L.ln2Bias, eps, n, h);
+                ops.add(a.h, a.xIn, a.attnOut, n * h);
             } else {
-                Blocks.add(kernels, s.x, s.out, n * h);
-                Blocks.layerNormRows(kernels, s.xn, s.x, L.ln2Weight, L.ln2Bias, cfg.layerNormEps, n, h);
+                ops.add(a.h, a.xIn, a.attnOut, n * h);
+                ops.layerNorm(a.xn2, a.h, L.ln2Weight, L.ln2Bias, eps, n, h);
             }
-            L.up.forward(kernels, s.mlp, s.xn, n);
-            cfg.activation.apply(s.mlp, n * cfg.intermediateSize);
-            L.down.forward(kernels, s.out, s.mlp, n);
-            Blocks.add(kernels, s.x, s.out, n * h);
+            ops.linear(a.mlpIn, a.xn2, L.up, n);
+            ops.activation(a.mlpAct, a.mlpIn, cfg.activation, n * cfg.intermediateSize);
+            ops.linear(a.mlpOut, a.mlpAct, L.down, n);
+            ops.add(a.xOut, a.h, a.mlpOut, n * h);
         }
         s.cache.advance(n);
-        int rows = allLogits ? n : 1, from = allLogits ? 0 : n - 1;
-        for (int t = 0; t < rows; t++) {
-            kernels.layerNorm(s.xn, t * h, s.x, (from + t) * h, finalWeight, finalBias, cfg.layerNormEps, h);
+        int rows = allLogits ? n : 1;
+        float[] last = s.xLast();
+        if (!allLogits) {
+            ops.copyRows(s.hFinal, last, n - 1, 1, h);
+            last = s.hFinal;
         }
-        kernels.matmul(logits, s.xn, embedOut, rows);
+        ops.layerNorm(s.normed, last, finalWeight, finalBias, eps, rows, h);
+        ops.linear(logits, s.normed, head, rows);
     }
 
     @Override

@@ -14,6 +14,7 @@ import org.jtune.model.Blocks;
 import org.jtune.model.DecoderState;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.Linear;
+import org.jtune.model.Ops;
 import org.jtune.model.ModelInfo;
 import org.jtune.model.ModelState;
 import org.jtune.model.WeightLoader;
@@ -89,6 +90,7 @@ public final class Opt implements LanguageModel {
     private final Layer[] layers;
     private final Norm finalNorm;          // null for post-LN
     private final Matrix lmHead;           // (vocab, wordEmbedProjDim)
+    private final Linear head;             // lmHead as a layer
     private final DecoderState.Dims dims;
     private final ModelInfo info;
     private final java.util.List<WeightLoader.Loaded> matrices;
@@ -122,6 +124,7 @@ public final class Opt implements LanguageModel {
         } else {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, e);
         }
+        head = new Linear("lm_head", lmHead, null);
         matrices = w.loaded();
         w.finish(List.of());
         dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.ffnDim, 0, cfg.numLayers, e);
@@ -183,64 +186,67 @@ public final class Opt implements LanguageModel {
         return new DecoderState(dims, null, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool);
     }
 
-    private void layerNorm(DecoderState s, float[] out, float[] x, Norm norm, int n) {
-        Blocks.layerNormRows(kernels, out, x, norm.weight, norm.bias, LAYER_NORM_EPS, n, cfg.hiddenSize);
-    }
-
     @Override
     public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
         DecoderState s = (DecoderState) state;
+        Ops ops = s.ops;
         Blocks.checkChunk(s, n);
         int start = s.length(), h = cfg.hiddenSize;
         float scale = (float) (1.0 / Math.sqrt(cfg.headDim));
-        Blocks.embed(kernels, s.emb, embedTokens, tokens, off, n);
+        ops.embed(s.emb, embedTokens, tokens, off, n);
         if (projectIn != null) {
-            projectIn.forward(kernels, s.x, s.emb, n);
+            ops.linear(s.x0(), s.emb, projectIn, n);
         }
-        Blocks.addPositions(kernels, s.x, s.out, embedPositions, start, POSITION_OFFSET, n);
+        ops.addPositions(s.x0(), embedPositions, start + POSITION_OFFSET, n);
         for (int l = 0; l < layers.length; l++) {
             Layer L = layers[l];
-            float[] attnIn = s.x;
+            DecoderState.LayerActs a = s.acts(l);
+            float[] attnIn = a.xIn;
             if (cfg.preLayerNorm) {
-                layerNorm(s, s.xn, s.x, L.attnNorm, n);
-                attnIn = s.xn;
+                ops.layerNorm(a.xn1, a.xIn, L.attnNorm.weight, L.attnNorm.bias, LAYER_NORM_EPS, n, h);
+                attnIn = a.xn1;
             }
-            L.q.forward(kernels, s.q, attnIn, n);
-            L.k.forward(kernels, s.k, attnIn, n);
-            L.v.forward(kernels, s.v, attnIn, n);
-            s.attend(l, start, n, scale);
-            L.out.forward(kernels, s.out, s.att, n);
-            Blocks.add(kernels, s.x, s.out, n * h);
-            float[] ffIn = s.x;
+            ops.linear(a.q, attnIn, L.q, n);
+            ops.linear(a.k, attnIn, L.k, n);
+            ops.linear(a.v, attnIn, L.v, n);
+            ops.attention(s, a, l, start, n, scale);
+            ops.linear(a.attnOut, a.att, L.out, n);
+            ops.add(a.h, a.xIn, a.attnOut, n * h);
             if (cfg.preLayerNorm) {
-                layerNorm(s, s.xn, s.x, L.ffNorm, n);
-                ffIn = s.xn;
+                // h = x + attn(ln_sa(x));  y = h + fc2(act(fc1(ln_ff(h))))
+                ops.layerNorm(a.xn2, a.h, L.ffNorm.weight, L.ffNorm.bias, LAYER_NORM_EPS, n, h);
+                ops.linear(a.mlpIn, a.xn2, L.fc1, n);
+                ops.activation(a.mlpAct, a.mlpIn, cfg.activation, n * cfg.ffnDim);
+                ops.linear(a.mlpOut, a.mlpAct, L.fc2, n);
+                ops.add(a.xOut, a.h, a.mlpOut, n * h);
             } else {
-                layerNorm(s, s.x, s.x, L.attnNorm, n);
-            }
-            L.fc1.forward(kernels, s.mlp, ffIn, n);
-            cfg.activation.apply(s.mlp, n * cfg.ffnDim);
-            L.fc2.forward(kernels, s.out, s.mlp, n);
-            Blocks.add(kernels, s.x, s.out, n * h);
-            if (!cfg.preLayerNorm) {
-                layerNorm(s, s.x, s.x, L.ffNorm, n);
+                // post-LN: hn = ln_sa(x + attn(x));  y = ln_ff(hn + fc2(act(fc1(hn))))
+                ops.layerNorm(a.hn, a.h, L.attnNorm.weight, L.attnNorm.bias, LAYER_NORM_EPS, n, h);
+                ops.linear(a.mlpIn, a.hn, L.fc1, n);
+                ops.activation(a.mlpAct, a.mlpIn, cfg.activation, n * cfg.ffnDim);
+                ops.linear(a.mlpOut, a.mlpAct, L.fc2, n);
+                ops.add(a.xn2, a.hn, a.mlpOut, n * h);
+                ops.layerNorm(a.xOut, a.xn2, L.ffNorm.weight, L.ffNorm.bias, LAYER_NORM_EPS, n, h);
             }
         }
         s.cache.advance(n);
-        int rows = allLogits ? n : 1, from = allLogits ? 0 : n - 1;
-        for (int t = 0; t < rows; t++) {
-            if (finalNorm != null) {
-                kernels.layerNorm(s.xn, t * h, s.x, (from + t) * h, finalNorm.weight, finalNorm.bias, LAYER_NORM_EPS, h);
-            } else {
-                System.arraycopy(s.x, (from + t) * h, s.xn, t * h, h);
-            }
+        int rows = allLogits ? n : 1;
+        float[] last = s.xLast();
+        if (!allLogits) {
+            ops.copyRows(s.hFinal, last, n - 1, 1, h);
+            last = s.hFinal;
         }
-        float[] head = s.xn;
+        float[] normed = last;
+        if (finalNorm != null) {
+            ops.layerNorm(s.normed, last, finalNorm.weight, finalNorm.bias, LAYER_NORM_EPS, rows, h);
+            normed = s.normed;
+        }
+        float[] headIn = normed;
         if (projectOut != null) {
-            projectOut.forward(kernels, s.emb, s.xn, rows);
-            head = s.emb;
+            ops.linear(s.headIn, normed, projectOut, rows);
+            headIn = s.headIn;
         }
-        kernels.matmul(logits, head, lmHead, rows);
+        ops.linear(logits, headIn, head, rows);
     }
 
     @Override
