@@ -15,7 +15,7 @@ import org.jtune.io.safetensors.DType;
  * {@link Kernels} on the Vector API ({@code jdk.incubator.vector}), loaded by {@link VectorKernelsLoader}
  * only after the module check. Loops follow Lucene's Panama utilities: several independent
  * accumulators, a vector main loop, then a scalar tail. Results differ from {@link ScalarKernels} only
- * by summation order (and by the vector EXP's last ulp).
+ * by summation order (and by VectorMath.exp's last ulps against Math.exp).
  *
  * <p>{@link #matmul} is the hot kernel. It is parallelised over blocks of {@value #RB} output rows with
  * the {@link WorkerPool}, through one reusable task object, so a call allocates nothing. Each row block
@@ -291,13 +291,13 @@ public final class VectorKernels implements Kernels {
         }
         FloatVector sumV = FloatVector.zero(F);
         for (i = 0; i < bound; i += L) {
-            FloatVector e = FloatVector.fromArray(F, x, off + i).sub(max).lanewise(VectorOperators.EXP);
+            FloatVector e = VectorMath.exp(FloatVector.fromArray(F, x, off + i).sub(max));
             e.intoArray(x, off + i);
             sumV = sumV.add(e);
         }
         float sum = sumV.reduceLanes(VectorOperators.ADD);
         for (; i < n; i++) {
-            float e = (float) Math.exp(x[off + i] - max);
+            float e = VectorMath.exp(x[off + i] - max);
             x[off + i] = e;
             sum += e;
         }
@@ -316,12 +316,12 @@ public final class VectorKernels implements Kernels {
         int i = 0;
         for (; i < bound; i += L) {
             FloatVector g = FloatVector.fromArray(F, gate, i);
-            FloatVector den = g.neg().lanewise(VectorOperators.EXP).add(1f);
+            FloatVector den = VectorMath.exp(g.neg()).add(1f);
             g.div(den).mul(FloatVector.fromArray(F, up, i)).intoArray(gate, i);
         }
         for (; i < n; i++) {
             float g = gate[i];
-            gate[i] = g / (1f + (float) Math.exp(-g)) * up[i];
+            gate[i] = g / (1f + VectorMath.exp(-g)) * up[i];
         }
     }
 
