@@ -57,6 +57,38 @@ public interface Kernels {
         }
     }
 
+    /**
+     * Backward of {@link #matmul} for its input: {@code dx[t, c] += sum_r dy[t, r] * w[r, c]}.
+     * dx (tokens, w.cols), dy (tokens, w.rows).
+     */
+    default void matmulBackwardInput(float[] dx, float[] dy, Matrix w, int tokens) {
+        float[] row = new float[w.cols()];
+        for (int r = 0; r < w.rows(); r++) {
+            gatherRow(row, 0, w, r);
+            for (int t = 0; t < tokens; t++) {
+                float g = dy[t * w.rows() + r];
+                if (g != 0f) {
+                    axpy(dx, t * w.cols(), g, row, 0, w.cols());
+                }
+            }
+        }
+    }
+
+    /**
+     * Backward of {@link #matmul} for an f32 weight: {@code dw[r, c] += sum_t dy[t, r] * x[t, c]}.
+     * dw (rows, cols), dy (tokens, rows), x (tokens, cols).
+     */
+    default void matmulBackwardWeight(float[] dw, float[] dy, float[] x, int tokens, int rows, int cols) {
+        for (int r = 0; r < rows; r++) {
+            for (int t = 0; t < tokens; t++) {
+                float g = dy[t * rows + r];
+                if (g != 0f) {
+                    axpy(dw, r * cols, g, x, t * cols, cols);
+                }
+            }
+        }
+    }
+
     /** Copies row {@code row} of m, widened to f32, into out (embedding lookup). */
     default void gatherRow(float[] out, int outOff, Matrix m, int row) {
         for (int c = 0; c < m.cols(); c++) {

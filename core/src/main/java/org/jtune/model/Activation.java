@@ -48,6 +48,23 @@ public enum Activation {
         };
     }
 
+    /** d act / dx at v, for the backward pass. */
+    public float derivative(float v) {
+        return switch (this) {
+            case GELU -> (float) (0.5 * (1 + erf(v / Math.sqrt(2))) + v * Math.exp(-0.5 * v * v) / Math.sqrt(2 * Math.PI));
+            case GELU_NEW, GELU_PYTORCH_TANH, GELU_FAST -> {
+                double k = Math.sqrt(2 / Math.PI), u = k * (v + 0.044715 * v * v * v);
+                double t = Math.tanh(u);
+                yield (float) (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * k * (1 + 3 * 0.044715 * v * v));
+            }
+            case RELU -> v > 0 ? 1f : 0f;
+            case SILU -> {
+                double sg = 1 / (1 + Math.exp(-v));
+                yield (float) (sg * (1 + v * (1 - sg)));
+            }
+        };
+    }
+
     /** erf with |error| < 1.2e-7 (Numerical Recipes erfc, Chebyshev), ample for float32 output. */
     static double erf(double x) {
         double z = Math.abs(x);

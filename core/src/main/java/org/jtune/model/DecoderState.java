@@ -72,15 +72,12 @@ public final class DecoderState extends ModelState {
     private final AttentionTask attention;
     private final boolean perLayer;
 
-    /**
-     * @param perLayer one activation set per layer (training) instead of one shared set (inference)
-     */
-    public DecoderState(Dims d, Rope rope, int maxSeq, int maxChunk, Kernels kernels, WorkerPool pool, Ops ops,
-                        boolean perLayer) {
+    /** A state running its forward through {@code ops}; one activation set per layer when the ops keep activations. */
+    public DecoderState(Dims d, Rope rope, int maxSeq, int maxChunk, Kernels kernels, WorkerPool pool, Ops ops) {
         super(new KvCache(d.numLayers, maxSeq, d.kvDim()), maxChunk);
         this.dims = d;
         this.ops = ops;
-        this.perLayer = perLayer;
+        this.perLayer = ops.keepsActivations();
         float[] x0 = new float[maxChunk * d.hidden];
         emb = d.embedDim == d.hidden ? x0 : new float[maxChunk * d.embedDim];
         acts = new LayerActs[perLayer ? d.numLayers : 1];
@@ -101,11 +98,6 @@ public final class DecoderState extends ModelState {
         }
         scores = new float[pool.threads()][maxSeq];
         attention = new AttentionTask(kernels, pool);
-    }
-
-    /** Inference state: one shared activation set, ops without a tape. */
-    public DecoderState(Dims d, Rope rope, int maxSeq, int maxChunk, Kernels kernels, WorkerPool pool) {
-        this(d, rope, maxSeq, maxChunk, kernels, pool, new InferenceOps(kernels), false);
     }
 
     /** The activations of layer l. */

@@ -10,7 +10,15 @@ public interface LanguageModel extends AutoCloseable {
     ModelInfo info();
 
     /** Preallocates a KV cache for {@code maxSeq} positions and buffers for chunks of up to {@code maxChunk} tokens. */
-    ModelState newState(int maxSeq, int maxChunk);
+    default ModelState newState(int maxSeq, int maxChunk) {
+        return newState(maxSeq, maxChunk, new InferenceOps(org.jtune.kernel.KernelProvider.get()));
+    }
+
+    /**
+     * A state whose forward runs through {@code ops}: inference ops share one activation set across
+     * layers; ops that keep activations (training) get one set per layer.
+     */
+    ModelState newState(int maxSeq, int maxChunk, Ops ops);
 
     /**
      * Runs {@code tokens[off .. off+n)} at positions {@code state.length() ..}, appends their keys and

@@ -11,6 +11,11 @@ import org.jtune.kernel.Matrix;
  * the norms).
  */
 public interface Ops {
+    /** True when backward needs every layer's activations (the state then keeps one set per layer). */
+    default boolean keepsActivations() {
+        return false;
+    }
+
     /** out (n, table.cols) = table rows of {@code tokens[off .. off+n)}. */
     void embed(float[] out, Matrix table, int[] tokens, int off, int n);
 

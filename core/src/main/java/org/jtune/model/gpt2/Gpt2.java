@@ -152,11 +152,11 @@ public final class Gpt2 implements LanguageModel {
     }
 
     @Override
-    public ModelState newState(int maxSeq, int maxChunk) {
+    public ModelState newState(int maxSeq, int maxChunk, Ops ops) {
         if (maxSeq > cfg.maxPositions) {
             throw new JTuneException("context of " + maxSeq + " tokens exceeds GPT-2's n_positions " + cfg.maxPositions);
         }
-        return new DecoderState(dims, null, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool);
+        return new DecoderState(dims, null, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool, ops);
     }
 
     @Override

@@ -193,12 +193,12 @@ public final class Llama implements LanguageModel {
     }
 
     @Override
-    public ModelState newState(int maxSeq, int maxChunk) {
+    public ModelState newState(int maxSeq, int maxChunk, Ops ops) {
         if (maxSeq > cfg.maxContext) {
             throw new org.jtune.JTuneException("context of " + maxSeq + " tokens exceeds what this model supports ("
                     + cfg.maxContext + ", from max_position_embeddings/sliding_window); use a smaller context");
         }
-        return new DecoderState(dims, rope, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool);
+        return new DecoderState(dims, rope, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool, ops);
     }
 
     @Override

@@ -156,11 +156,11 @@ public final class GptNeoX implements LanguageModel {
     }
 
     @Override
-    public ModelState newState(int maxSeq, int maxChunk) {
+    public ModelState newState(int maxSeq, int maxChunk, Ops ops) {
         if (maxSeq > cfg.maxPositions) {
             throw new JTuneException("context of " + maxSeq + " tokens exceeds max_position_embeddings " + cfg.maxPositions);
         }
-        return new DecoderState(dims, rope, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool);
+        return new DecoderState(dims, rope, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool, ops);
     }
 
     @Override

@@ -1,0 +1,341 @@
+package org.jtune.autograd;
+
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.Set;
+import org.jtune.kernel.Kernels;
+import org.jtune.kernel.Matrix;
+import org.jtune.model.Activation;
+import org.jtune.model.DecoderState;
+import org.jtune.model.InferenceOps;
+import org.jtune.model.Linear;
+import org.jtune.model.Ops;
+
+/**
+ * Ops that compute exactly what {@link InferenceOps} computes and record each op's backward on a
+ * {@link Tape}, forward and backward side by side. Which parameters get gradients is decided by
+ * {@link #trainable}: LoRA factors of attached adapters always do; base weights, norms, biases and
+ * embedding tables only when registered (full fine-tuning, with f32 master copies). Frozen
+ * parameters get no gradient buffers. Activations keep one buffer per layer (see
+ * {@link DecoderState}), so backward reads the values the forward produced.
+ */
+public final class TrainingOps implements Ops {
+    private final Kernels k;
+    private final InferenceOps forward;
+    private final Tape tape;
+    private final Set<float[]> trainable = Collections.newSetFromMap(new IdentityHashMap<>());
+
+    public TrainingOps(Kernels kernels, Tape tape) {
+        this.k = kernels;
+        this.forward = new InferenceOps(kernels);
+        this.tape = tape;
+    }
+
+    public Tape tape() {
+        return tape;
+    }
+
+    /** Registers a parameter array (norm weight, bias, or the f32 master behind a weight matrix) as trainable. */
+    public void trainable(float[] param) {
+        trainable.add(param);
+    }
+
+    private boolean isTrainable(float[] p) {
+        return p != null && trainable.contains(p);
+    }
+
+    /** The f32 array behind a matrix, when it is a registered trainable master copy. */
+    private float[] master(Matrix m) {
+        Object base = m.data().heapBase().orElse(null);
+        return base instanceof float[] f && trainable.contains(f) ? f : null;
+    }
+
+    @Override
+    public boolean keepsActivations() {
+        return true;
+    }
+
+    @Override
+    public void embed(float[] out, Matrix table, int[] tokens, int off, int n) {
+        forward.embed(out, table, tokens, off, n);
+        float[] w = master(table);
+        if (w != null) {
+            int[] ids = java.util.Arrays.copyOfRange(tokens, off, off + n);
+            int dim = table.cols();
+            tape.record(() -> {
+                float[] dOut = tape.grad(out), dW = tape.grad(w);
+                for (int t = 0; t < n; t++) {
+                    k.axpy(dW, ids[t] * dim, 1f, dOut, t * dim, dim);
+                }
+            });
+        }
+    }
+
+    @Override
+    public void addPositions(float[] x, Matrix positions, int first, int n) {
+        forward.addPositions(x, positions, first, n);
+        float[] w = master(positions);
+        if (w != null) {
+            int dim = positions.cols();
+            tape.record(() -> {
+                float[] dX = tape.grad(x), dW = tape.grad(w);
+                for (int t = 0; t < n; t++) {
+                    k.axpy(dW, (first + t) * dim, 1f, dX, t * dim, dim);
+                }
+            });
+        }
+        // x is updated in place and x_out = x_in + const, so dx passes through unchanged
+    }
+
+    @Override
+    public void linear(float[] out, float[] x, Linear l, int n) {
+        Linear.Lora lora = l.lora();
+        int in = l.inFeatures(), outF = l.outFeatures();
+        float[] u = lora == null ? null : new float[n * lora.rank()];
+        // forward: base, bias, then the LoRA path with u = x A^T kept for backward
+        k.matmul(out, x, l.weight(), n);
+        if (l.bias() != null) {
+            for (int t = 0; t < n; t++) {
+                k.axpy(out, t * outF, 1f, l.bias(), 0, outF);
+            }
+        }
+        float[] scaledBt = null;
+        if (lora != null) {
+            int r = lora.rank();
+            k.matmul(u, x, lora.aMatrix(), n);
+            float[] delta = new float[n * outF];
+            k.matmul(delta, u, lora.bMatrix(), n);
+            k.axpy(out, 0, lora.scaling(), delta, 0, n * outF);
+        }
+        float[] w = master(l.weight());
+        float[] bias = l.bias();
+        tape.record(() -> {
+            float[] dOut = tape.grad(out);
+            float[] dX = tape.grad(x);
+            k.matmulBackwardInput(dX, dOut, l.weight(), n);
+            if (w != null) {
+                k.matmulBackwardWeight(tape.grad(w), dOut, x, n, outF, in);
+            }
+            if (isTrainable(bias)) {
+                float[] dB = tape.grad(bias);
+                for (int t = 0; t < n; t++) {
+                    k.axpy(dB, 0, 1f, dOut, t * outF, outF);
+                }
+            }
+            if (lora != null) {
+                int r = lora.rank();
+                float s = lora.scaling();
+                float[] dU = new float[n * r];
+                k.matmulBackwardInput(dU, dOut, lora.bMatrix(), n);          // dU = dOut B
+                for (int i = 0; i < dU.length; i++) {
+                    dU[i] *= s;
+                }
+                float[] scaledU = new float[u.length];
+                for (int i = 0; i < u.length; i++) {
+                    scaledU[i] = s * u[i];
+                }
+                k.matmulBackwardWeight(tape.grad(lora.b()), dOut, scaledU, n, outF, r);   // dB += dOut^T (s u)
+                k.matmulBackwardWeight(tape.grad(lora.a()), dU, x, n, r, in);             // dA += dU^T x
+                k.matmulBackwardInput(dX, dU, lora.aMatrix(), n);                        // dX += dU A
+            }
+        });
+    }
+
+    @Override
+    public void rmsNorm(float[] out, float[] x, float[] weight, float eps, int n, int dim) {
+        forward.rmsNorm(out, x, weight, eps, n, dim);
+        tape.record(() -> {
+            float[] dOut = tape.grad(out), dX = tape.grad(x);
+            float[] dW = isTrainable(weight) ? tape.grad(weight) : null;
+            for (int t = 0; t < n; t++) {
+                int o = t * dim;
+                double ss = 0;
+                for (int i = 0; i < dim; i++) {
+                    ss += (double) x[o + i] * x[o + i];
+                }
+                float inv = (float) (1.0 / Math.sqrt((float) (ss / dim) + eps));
+                double dot = 0;                       // sum_i g_i x_i with g = dy * w
+                for (int i = 0; i < dim; i++) {
+                    dot += (double) dOut[o + i] * weight[i] * x[o + i];
+                }
+                float c = (float) (dot / dim) * inv * inv;
+                for (int i = 0; i < dim; i++) {
+                    float g = dOut[o + i] * weight[i];
+                    dX[o + i] += inv * (g - x[o + i] * c);
+                    if (dW != null) {
+                        dW[i] += dOut[o + i] * x[o + i] * inv;
+                    }
+                }
+            }
+        });
+    }
+
+    @Override
+    public void layerNorm(float[] out, float[] x, float[] weight, float[] bias, float eps, int n, int dim) {
+        forward.layerNorm(out, x, weight, bias, eps, n, dim);
+        tape.record(() -> {
+            float[] dOut = tape.grad(out), dX = tape.grad(x);
+            float[] dW = isTrainable(weight) ? tape.grad(weight) : null;
+            float[] dB = isTrainable(bias) ? tape.grad(bias) : null;
+            float[] xhat = new float[dim];
+            for (int t = 0; t < n; t++) {
+                int o = t * dim;
+                double mean = 0;
+                for (int i = 0; i < dim; i++) {
+                    mean += x[o + i];
+                }
+                mean /= dim;
+                double var = 0;
+                for (int i = 0; i < dim; i++) {
+                    double d = x[o + i] - mean;
+                    var += d * d;
+                }
+                float inv = (float) (1.0 / Math.sqrt(var / dim + eps));
+                double meanG = 0, meanGx = 0;
+                for (int i = 0; i < dim; i++) {
+                    xhat[i] = (float) ((x[o + i] - mean) * inv);
+                    float g = dOut[o + i] * weight[i];
+                    meanG += g;
+                    meanGx += (double) g * xhat[i];
+                }
+                meanG /= dim;
+                meanGx /= dim;
+                for (int i = 0; i < dim; i++) {
+                    float g = dOut[o + i] * weight[i];
+                    dX[o + i] += (float) (inv * (g - meanG - xhat[i] * meanGx));
+                    if (dW != null) {
+                        dW[i] += dOut[o + i] * xhat[i];
+                    }
+                    if (dB != null) {
+                        dB[i] += dOut[o + i];
+                    }
+                }
+            }
+        });
+    }
+
+    @Override
+    public void add(float[] out, float[] a, float[] b, int len) {
+        forward.add(out, a, b, len);
+        tape.record(() -> {
+            float[] dOut = tape.grad(out);
+            k.axpy(tape.grad(a), 0, 1f, dOut, 0, len);
+            k.axpy(tape.grad(b), 0, 1f, dOut, 0, len);
+        });
+    }
+
+    @Override
+    public void siluMul(float[] out, float[] gate, float[] up, int len) {
+        forward.siluMul(out, gate, up, len);
+        tape.record(() -> {
+            float[] dOut = tape.grad(out), dG = tape.grad(gate), dU = tape.grad(up);
+            for (int i = 0; i < len; i++) {
+                float g = gate[i];
+                float sg = (float) (1 / (1 + Math.exp(-g)));
+                dU[i] += dOut[i] * g * sg;
+                dG[i] += dOut[i] * up[i] * sg * (1 + g * (1 - sg));
+            }
+        });
+    }
+
+    @Override
+    public void activation(float[] out, float[] x, Activation act, int len) {
+        forward.activation(out, x, act, len);
+        tape.record(() -> {
+            float[] dOut = tape.grad(out), dX = tape.grad(x);
+            for (int i = 0; i < len; i++) {
+                dX[i] += dOut[i] * act.derivative(x[i]);
+            }
+        });
+    }
+
+    @Override
+    public void rope(float[] x, int n, int heads, int headDim, int rotDim, float[] cos, float[] sin, int start) {
+        forward.rope(x, n, heads, headDim, rotDim, cos, sin, start);
+        // In place: x's gradient array holds d(rotated) until this step turns it into d(unrotated) (R^T).
+        tape.record(() -> {
+            float[] g = tape.grad(x);
+            int half = rotDim / 2, width = heads * headDim;
+            for (int t = 0; t < n; t++) {
+                int table = (start + t) * half;
+                for (int h = 0; h < heads; h++) {
+                    int o = t * width + h * headDim;
+                    for (int i = 0; i < half; i++) {
+                        float ga = g[o + i], gb = g[o + i + half], c = cos[table + i], s = sin[table + i];
+                        g[o + i] = ga * c + gb * s;
+                        g[o + i + half] = gb * c - ga * s;
+                    }
+                }
+            }
+        });
+    }
+
+    @Override
+    public void splitQkv(DecoderState s, DecoderState.LayerActs a, int n, boolean perHead) {
+        forward.splitQkv(s, a, n, perHead);
+        DecoderState.Dims d = s.dims;
+        tape.record(() -> {
+            float[] dQkv = tape.grad(a.qkv), dQ = tape.grad(a.q), dK = tape.grad(a.k), dV = tape.grad(a.v);
+            int hd = d.headDim(), qd = d.qDim(), kvd = d.kvDim(), w = d.fusedQkv();
+            for (int t = 0; t < n; t++) {
+                int base = t * w;
+                if (perHead) {
+                    for (int h = 0; h < d.numHeads(); h++) {
+                        int src = base + h * 3 * hd;
+                        k.axpy(dQkv, src, 1f, dQ, t * qd + h * hd, hd);
+                        k.axpy(dQkv, src + hd, 1f, dK, t * kvd + h * hd, hd);
+                        k.axpy(dQkv, src + 2 * hd, 1f, dV, t * kvd + h * hd, hd);
+                    }
+                } else {
+                    k.axpy(dQkv, base, 1f, dQ, t * qd, qd);
+                    k.axpy(dQkv, base + qd, 1f, dK, t * kvd, kvd);
+                    k.axpy(dQkv, base + qd + kvd, 1f, dV, t * kvd, kvd);
+                }
+            }
+        });
+    }
+
+    @Override
+    public void attention(DecoderState s, DecoderState.LayerActs a, int layer, int start, int n, float scale) {
+        forward.attention(s, a, layer, start, n, scale);
+        DecoderState.Dims d = s.dims;
+        float[] keys = s.cache.keys[layer], values = s.cache.values[layer];
+        tape.record(() -> {
+            int heads = d.numHeads(), hd = d.headDim(), group = heads / d.numKvHeads(), qd = d.qDim(), kvd = d.kvDim();
+            float[] dAtt = tape.grad(a.att), dQ = tape.grad(a.q);
+            float[] dKeys = tape.grad(keys), dValues = tape.grad(values);
+            float[] p = new float[start + n];
+            for (int t = 0; t < n; t++) {
+                int len = start + t + 1;
+                for (int head = 0; head < heads; head++) {
+                    int qo = t * qd + head * hd, kvo = (head / group) * hd;
+                    for (int j = 0; j < len; j++) {                 // recompute the probabilities
+                        p[j] = scale * k.dot(a.q, qo, keys, j * kvd + kvo, hd);
+                    }
+                    k.softmax(p, 0, len);
+                    double sum = 0;                                 // dS_j = p_j (dP_j - sum_i p_i dP_i), dP_j = dAtt . v_j
+                    float[] dP = new float[len];
+                    for (int j = 0; j < len; j++) {
+                        dP[j] = k.dot(dAtt, qo, values, j * kvd + kvo, hd);
+                        sum += (double) p[j] * dP[j];
+                    }
+                    for (int j = 0; j < len; j++) {
+                        float dS = p[j] * (dP[j] - (float) sum) * scale;
+                        k.axpy(dQ, qo, dS, keys, j * kvd + kvo, hd);
+                        k.axpy(dKeys, j * kvd + kvo, dS, a.q, qo, hd);
+                        k.axpy(dValues, j * kvd + kvo, p[j], dAtt, qo, hd);
+                    }
+                }
+            }
+            // the append: new rows of the cache came from k and v
+            k.axpy(tape.grad(a.k), 0, 1f, dKeys, start * kvd, n * kvd);
+            k.axpy(tape.grad(a.v), 0, 1f, dValues, start * kvd, n * kvd);
+        });
+    }
+
+    @Override
+    public void copyRows(float[] out, float[] x, int from, int n, int dim) {
+        forward.copyRows(out, x, from, n, dim);
+        tape.record(() -> k.axpy(tape.grad(x), from * dim, 1f, tape.grad(out), 0, n * dim));
+    }
+}
