@@ -31,8 +31,8 @@ public interface LanguageModel extends AutoCloseable {
     /** Every linear layer of the decoder stack, each applied once per token (what decode streams from memory). */
     java.util.List<Linear> linearLayers();
 
-    /** Every weight matrix with its checkpoint name, as loaded (what quantization rewrites). */
-    java.util.List<WeightLoader.Loaded> matrices();
+    /** Every tensor with its checkpoint name, as loaded (what quantization rewrites and full fine-tuning trains). */
+    WeightLoader.Inventory weights();
 
     /** The output projection (vocab, hidden-or-embed), applied to the tokens whose logits are wanted. */
     org.jtune.kernel.Matrix outputHead();

@@ -3,7 +3,6 @@ package org.jtune.model;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.function.BiFunction;
 import org.jtune.JTuneException;
 import org.jtune.config.HfConfig;
 import org.jtune.io.safetensors.WeightFiles;
@@ -18,7 +17,13 @@ import org.jtune.model.opt.Opt;
  */
 public final class ModelRegistry {
     /** A family: the model_type values it serves and how it loads. */
-    public record Family(String name, List<String> modelTypes, BiFunction<HfConfig, WeightFiles, LanguageModel> loader) {
+    public record Family(String name, List<String> modelTypes, Loader loader) {
+    }
+
+    /** How a family builds a model from its config and weights. */
+    @FunctionalInterface
+    public interface Loader {
+        LanguageModel load(HfConfig config, WeightFiles files, WeightLoader.Options options);
     }
 
     public static final List<Family> FAMILIES = List.of(
@@ -41,8 +46,13 @@ public final class ModelRegistry {
                         + "; jtune supports " + supportedModelTypes()));
     }
 
-    /** Loads config.json and the safetensors weights of a Hugging Face model directory. */
+    /** Loads config.json and the safetensors weights of a Hugging Face model directory, for inference. */
     public static LanguageModel load(Path modelDir) {
+        return load(modelDir, WeightLoader.Options.INFERENCE);
+    }
+
+    /** Loads a model; {@link WeightLoader.Options#TRAINABLE} gives it f32 master weights for full fine-tuning. */
+    public static LanguageModel load(Path modelDir, WeightLoader.Options options) {
         if (!Files.isDirectory(modelDir)) {
             throw new JTuneException("model directory " + modelDir + " does not exist");
         }
@@ -50,7 +60,7 @@ public final class ModelRegistry {
         Family family = familyOf(cfg);
         WeightFiles files = WeightFiles.open(modelDir);
         try {
-            return family.loader().apply(cfg, files);
+            return family.loader().load(cfg, files, options);
         } catch (RuntimeException e) {
             files.close();
             throw e;

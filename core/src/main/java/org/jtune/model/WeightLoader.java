@@ -25,11 +25,25 @@ public final class WeightLoader {
     private final WeightFiles files;
     private final Set<String> used = new TreeSet<>();
     private final List<Loaded> loaded = new java.util.ArrayList<>();
+    private final List<LoadedVector> vectors = new java.util.ArrayList<>();
     private final Map<String, Long> bytesByDtype = new LinkedHashMap<>();
     private long parameters;
 
+    /** How to load: {@code trainable} gives every weight matrix an f32 master copy on the heap (full fine-tuning). */
+    public record Options(boolean trainable) {
+        public static final Options INFERENCE = new Options(false);
+        public static final Options TRAINABLE = new Options(true);
+    }
+
+    private final Options options;
+
     public WeightLoader(WeightFiles files) {
+        this(files, Options.INFERENCE);
+    }
+
+    public WeightLoader(WeightFiles files, Options options) {
         this.files = files;
+        this.options = options;
     }
 
     public static String layer(String pattern, int layer) {
@@ -42,6 +56,18 @@ public final class WeightLoader {
 
     /** A matrix as it came out of the checkpoint: its HF name, and whether the file stores it transposed. */
     public record Loaded(String name, Matrix matrix, boolean transposedOnDisk) {
+        /** The f32 master array behind a trainable matrix, or null. */
+        public float[] master() {
+            return matrix.data().heapBase().orElse(null) instanceof float[] f ? f : null;
+        }
+    }
+
+    /** A 1-D tensor (norm weight, bias) by its HF name; always an f32 array. */
+    public record LoadedVector(String name, float[] values) {
+    }
+
+    /** Every tensor a model took from its checkpoint, by HF name. */
+    public record Inventory(List<Loaded> matrices, List<LoadedVector> vectors) {
     }
 
     /** Suffix of the f32 scale tensor {@code [rows, cols / groupSize]} next to an I8 weight. */
@@ -53,7 +79,7 @@ public final class WeightLoader {
      */
     public Matrix matrix(String name, int rows, int cols) {
         TensorInfo info = checked(name, new long[] {rows, cols});
-        Matrix m = withScales(name, info, files.data(name), rows, cols);
+        Matrix m = trainableCopy(withScales(name, info, files.data(name), rows, cols));
         loaded.add(new Loaded(name, m, false));
         return m;
     }
@@ -74,9 +100,23 @@ public final class WeightLoader {
                 MemorySegment.copy(src, ((long) c * rows + r) * size, dst, ((long) r * cols + c) * size, size);
             }
         }
-        Matrix m = withScales(name, info, dst, rows, cols);
+        Matrix m = trainableCopy(withScales(name, info, dst, rows, cols));
         loaded.add(new Loaded(name, m, true));
         return m;
+    }
+
+    /** With {@link Options#trainable}, an f32 master copy on the heap that training updates in place. */
+    private Matrix trainableCopy(Matrix m) {
+        if (!options.trainable()) {
+            return m;
+        }
+        float[] master = new float[Math.multiplyExact(m.rows(), m.cols())];
+        for (int r = 0; r < m.rows(); r++) {
+            for (int c = 0; c < m.cols(); c++) {
+                master[r * m.cols() + c] = m.get(r, c);
+            }
+        }
+        return new Matrix(MemorySegment.ofArray(master), DType.F32, m.rows(), m.cols());
     }
 
     private Matrix withScales(String name, TensorInfo info, MemorySegment data, int rows, int cols) {
@@ -107,15 +147,17 @@ public final class WeightLoader {
         }
     }
 
-    /** Every matrix loaded so far, in load order. */
-    public List<Loaded> loaded() {
-        return List.copyOf(loaded);
+    /** Every matrix and vector loaded so far, in load order. */
+    public Inventory inventory() {
+        return new Inventory(List.copyOf(loaded), List.copyOf(vectors));
     }
 
     /** A 1-D tensor (norm weight, bias) widened to f32: small, and read in every row of every step. */
     public float[] vector(String name, int n) {
         checked(name, new long[] {n});
-        return files.readFloats(name);
+        float[] v = files.readFloats(name);
+        vectors.add(new LoadedVector(name, v));
+        return v;
     }
 
     /** Like {@link #vector} but null when the checkpoint lacks the tensor. */

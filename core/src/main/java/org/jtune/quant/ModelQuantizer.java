@@ -54,7 +54,7 @@ public final class ModelQuantizer {
         }
         try (LanguageModel model = ModelRegistry.load(src); WeightFiles files = WeightFiles.open(src)) {
             Map<String, WeightLoader.Loaded> matrices = new HashMap<>();
-            for (WeightLoader.Loaded l : model.matrices()) {
+            for (WeightLoader.Loaded l : model.weights().matrices()) {
                 matrices.put(l.name(), l);
             }
             SafetensorsWriter w = new SafetensorsWriter().metadata("format", "pt")

@@ -82,7 +82,7 @@ class Int8WeightsTest {
         ModelQuantizer.int8Weights(Shared.path("models/" + name), out, ModelQuantizer.DEFAULT_GROUP_SIZE);
         try (LanguageModel m = ModelRegistry.load(out);
              SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
-            assertTrue(m.matrices().stream().map(WeightLoader.Loaded::matrix).allMatch(x -> x.dtype() == DType.I8));
+            assertTrue(m.weights().matrices().stream().map(WeightLoader.Loaded::matrix).allMatch(x -> x.dtype() == DType.I8));
             int[] ids = Arrays.stream(golden.readLongs("input_ids.0")).mapToInt(Math::toIntExact).toArray();
             int[] greedy = Arrays.stream(golden.readLongs("greedy.0")).mapToInt(Math::toIntExact).toArray();
             int vocab = m.info().vocabSize();

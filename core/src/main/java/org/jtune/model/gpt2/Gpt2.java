@@ -81,14 +81,14 @@ public final class Gpt2 implements LanguageModel {
     private final Linear head;       // lmHead as a layer
     private final DecoderState.Dims dims;
     private final ModelInfo info;
-    private final java.util.List<WeightLoader.Loaded> matrices;
+    private final WeightLoader.Inventory weights;
     private final Kernels kernels = KernelProvider.get();
     private final WorkerPool pool = WorkerPool.shared();
 
-    private Gpt2(Config cfg, WeightFiles files) {
+    private Gpt2(Config cfg, WeightFiles files, WeightLoader.Options options) {
         this.cfg = cfg;
         this.files = files;
-        WeightLoader w = new WeightLoader(files);
+        WeightLoader w = new WeightLoader(files, options);
         String p = files.contains("transformer.wte.weight") ? "transformer." : "";
         int h = cfg.hiddenSize;
         wte = w.matrix(name(WTE, p, 0), cfg.vocabSize, h);
@@ -111,7 +111,7 @@ public final class Gpt2 implements LanguageModel {
         } else {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, h);
         }
-        matrices = w.loaded();
+        weights = w.inventory();
         head = new Linear("lm_head", lmHead, null);
         w.finish(IGNORED);
         dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.innerSize, 3 * h, cfg.numLayers);
@@ -123,8 +123,8 @@ public final class Gpt2 implements LanguageModel {
         return WeightLoader.layer(pattern.replace("{P}", prefix), layer);
     }
 
-    public static Gpt2 load(HfConfig hf, WeightFiles files) {
-        return new Gpt2(Config.from(hf), files);
+    public static Gpt2 load(HfConfig hf, WeightFiles files, WeightLoader.Options options) {
+        return new Gpt2(Config.from(hf), files, options);
     }
 
     @Override
@@ -137,8 +137,8 @@ public final class Gpt2 implements LanguageModel {
     }
 
     @Override
-    public java.util.List<WeightLoader.Loaded> matrices() {
-        return matrices;
+    public WeightLoader.Inventory weights() {
+        return weights;
     }
 
     @Override

@@ -118,16 +118,16 @@ public final class Llama implements LanguageModel {
     private final Rope rope;
     private final DecoderState.Dims dims;
     private final ModelInfo info;
-    private final java.util.List<WeightLoader.Loaded> matrices;
+    private final WeightLoader.Inventory weights;
     private final Kernels kernels;
     private final WorkerPool pool;
 
-    private Llama(Config cfg, HfConfig hf, WeightFiles files) {
+    private Llama(Config cfg, HfConfig hf, WeightFiles files, WeightLoader.Options options) {
         this.cfg = cfg;
         this.files = files;
         this.kernels = KernelProvider.get();
         this.pool = WorkerPool.shared();
-        WeightLoader w = new WeightLoader(files);
+        WeightLoader w = new WeightLoader(files, options);
         int h = cfg.hiddenSize, inter = cfg.intermediateSize;
         embed = w.matrix(EMBED, cfg.vocabSize, h);
         layers = new Layer[cfg.numLayers];
@@ -150,7 +150,7 @@ public final class Llama implements LanguageModel {
         } else {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, h);
         }
-        matrices = w.loaded();
+        weights = w.inventory();
         head = new Linear(LM_HEAD.replace(".weight", ""), lmHead, null);
         w.finish(IGNORED);
         rope = Rope.fromConfig(hf, cfg.headDim, cfg.ropeTheta);
@@ -160,8 +160,8 @@ public final class Llama implements LanguageModel {
     }
 
     /** Loads a Llama-family model from a parsed config and opened weights; takes ownership of the files. */
-    public static Llama load(HfConfig hf, WeightFiles files) {
-        return new Llama(Config.from(hf), hf, files);
+    public static Llama load(HfConfig hf, WeightFiles files, WeightLoader.Options options) {
+        return new Llama(Config.from(hf), hf, files, options);
     }
 
     public Config config() {
@@ -178,8 +178,8 @@ public final class Llama implements LanguageModel {
     }
 
     @Override
-    public java.util.List<WeightLoader.Loaded> matrices() {
-        return matrices;
+    public WeightLoader.Inventory weights() {
+        return weights;
     }
 
     @Override

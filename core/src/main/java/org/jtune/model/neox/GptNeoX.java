@@ -90,14 +90,14 @@ public final class GptNeoX implements LanguageModel {
     private final Rope rope;
     private final DecoderState.Dims dims;
     private final ModelInfo info;
-    private final java.util.List<WeightLoader.Loaded> matrices;
+    private final WeightLoader.Inventory weights;
     private final Kernels kernels = KernelProvider.get();
     private final WorkerPool pool = WorkerPool.shared();
 
-    private GptNeoX(Config cfg, HfConfig hf, WeightFiles files) {
+    private GptNeoX(Config cfg, HfConfig hf, WeightFiles files, WeightLoader.Options options) {
         this.cfg = cfg;
         this.files = files;
-        WeightLoader w = new WeightLoader(files);
+        WeightLoader w = new WeightLoader(files, options);
         int h = cfg.hiddenSize;
         embedIn = w.matrix(EMBED_IN, cfg.vocabSize, h);
         layers = new Layer[cfg.numLayers];
@@ -118,7 +118,7 @@ public final class GptNeoX implements LanguageModel {
         } else {
             embedOut = w.matrix(EMBED_OUT, cfg.vocabSize, h);
         }
-        matrices = w.loaded();
+        weights = w.inventory();
         head = new Linear("embed_out", embedOut, null);
         w.finish(IGNORED);
         rope = cfg.rotaryDims > 0 ? Rope.fromConfig(hf, cfg.rotaryDims, cfg.ropeTheta) : null;
@@ -127,8 +127,8 @@ public final class GptNeoX implements LanguageModel {
                 cfg.numHeads, cfg.headDim, cfg.maxPositions, w.parameterCount(), w.bytesByDtype());
     }
 
-    public static GptNeoX load(HfConfig hf, WeightFiles files) {
-        return new GptNeoX(Config.from(hf), hf, files);
+    public static GptNeoX load(HfConfig hf, WeightFiles files, WeightLoader.Options options) {
+        return new GptNeoX(Config.from(hf), hf, files, options);
     }
 
     @Override
@@ -141,8 +141,8 @@ public final class GptNeoX implements LanguageModel {
     }
 
     @Override
-    public java.util.List<WeightLoader.Loaded> matrices() {
-        return matrices;
+    public WeightLoader.Inventory weights() {
+        return weights;
     }
 
     @Override

@@ -93,14 +93,14 @@ public final class Opt implements LanguageModel {
     private final Linear head;             // lmHead as a layer
     private final DecoderState.Dims dims;
     private final ModelInfo info;
-    private final java.util.List<WeightLoader.Loaded> matrices;
+    private final WeightLoader.Inventory weights;
     private final Kernels kernels = KernelProvider.get();
     private final WorkerPool pool = WorkerPool.shared();
 
-    private Opt(Config cfg, WeightFiles files) {
+    private Opt(Config cfg, WeightFiles files, WeightLoader.Options options) {
         this.cfg = cfg;
         this.files = files;
-        WeightLoader w = new WeightLoader(files);
+        WeightLoader w = new WeightLoader(files, options);
         String p = files.contains("decoder.embed_tokens.weight") ? "" : "model.";
         int h = cfg.hiddenSize, e = cfg.wordEmbedProjDim;
         embedTokens = w.matrix(name(EMBED_TOKENS, p, 0), cfg.vocabSize, e);
@@ -125,7 +125,7 @@ public final class Opt implements LanguageModel {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, e);
         }
         head = new Linear("lm_head", lmHead, null);
-        matrices = w.loaded();
+        weights = w.inventory();
         w.finish(List.of());
         dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.ffnDim, 0, cfg.numLayers, e);
         info = new ModelInfo("opt", "OPTForCausalLM", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads, cfg.numHeads,
@@ -146,8 +146,8 @@ public final class Opt implements LanguageModel {
         return WeightLoader.layer(pattern.replace("{P}", prefix), layer);
     }
 
-    public static Opt load(HfConfig hf, WeightFiles files) {
-        return new Opt(Config.from(hf), files);
+    public static Opt load(HfConfig hf, WeightFiles files, WeightLoader.Options options) {
+        return new Opt(Config.from(hf), files, options);
     }
 
     @Override
@@ -164,8 +164,8 @@ public final class Opt implements LanguageModel {
     }
 
     @Override
-    public java.util.List<WeightLoader.Loaded> matrices() {
-        return matrices;
+    public WeightLoader.Inventory weights() {
+        return weights;
     }
 
     @Override
