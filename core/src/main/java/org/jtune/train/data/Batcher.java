@@ -20,8 +20,8 @@ import org.jtune.JTuneException;
  * {@code maxLength} tokens, labels kept, so a row may hold the end of one example and the start of
  * the next. As in HF's simple packing ({@code group_texts}, TRL's {@code packing=True} without
  * position-id resets) attention is NOT reset at example boundaries: later examples in a row can
- * attend to earlier ones. Each example starts with BOS whose label is IGNORE, so no loss is put on
- * predicting across a boundary. The tokens left over after the last full row of an epoch
+ * attend to earlier ones. Each example starts with BOS whose label is IGNORE (unless trained on the
+ * prompt too), so no loss is put on predicting across a boundary. The tokens left over after the last full row of an epoch
  * ({@code total % maxLength}) are dropped for that epoch, as group_texts does; since every epoch has
  * its own order, a different tail is dropped each time.
  */

@@ -113,7 +113,7 @@ public final class Tokenization {
         IntList labels = new IntList(all.length + 2);
         if (bos >= 0 && (all.length == 0 || all[0] != bos)) {
             ids.add(bos);
-            labels.add(Example.IGNORE);
+            labels.add(trainOnPrompt ? bos : Example.IGNORE);
         }
         int lastLoss = -1; // index in ids of the last response token
         for (int k = 0; k < segs.size(); k++) {
