@@ -1,11 +1,17 @@
 package org.jtune.train.data;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
 import java.util.NoSuchElementException;
 import java.util.SplittableRandom;
 import org.jtune.JTuneException;
+import org.jtune.tokenizer.Tokenizer;
 
 /**
  * Cuts examples into batches, epoch after epoch, in an order that is a pure function of
@@ -81,6 +87,32 @@ public final class Batcher implements Iterator<Batch> {
         } else {
             this.batchesPerEpoch = (this.examples.size() + config.batchSize() - 1) / config.batchSize();
         }
+    }
+
+    /**
+     * The id to pad with: the model's pad_token (special_tokens_map.json over tokenizer_config.json,
+     * as transformers reads them) when it is in the vocabulary, else EOS, else 0. Which one hardly
+     * matters, since padding is masked from attention and loss, but matching HF keeps dumps
+     * comparable. The Tokenizer does not expose pad_token, hence the model directory.
+     */
+    public static int padIdFor(Tokenizer tokenizer, Path modelDir) {
+        for (String name : new String[] {"special_tokens_map.json", "tokenizer_config.json"}) {
+            Path f = modelDir.resolve(name);
+            if (!Files.isRegularFile(f)) {
+                continue;
+            }
+            JsonNode pad;
+            try {
+                pad = new ObjectMapper().readTree(f.toFile()).path("pad_token");
+            } catch (IOException e) {
+                throw new JTuneException(f + " is not valid JSON (" + e.getMessage() + ")", e);
+            }
+            String token = pad.isTextual() ? pad.asText() : pad.path("content").isTextual() ? pad.path("content").asText() : null;
+            if (token != null && tokenizer.tokenId(token).isPresent()) {
+                return tokenizer.tokenId(token).getAsInt();
+            }
+        }
+        return tokenizer.eosTokenId().orElse(0);
     }
 
     public Config config() {

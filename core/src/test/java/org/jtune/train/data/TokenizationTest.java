@@ -3,13 +3,16 @@ package org.jtune.train.data;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import org.jtune.JTuneException;
 import org.jtune.testutil.Shared;
 import org.jtune.tokenizer.ChatMessage;
+import org.jtune.tokenizer.ChatTemplate;
 import org.jtune.tokenizer.Tokenizer;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -183,5 +186,34 @@ class TokenizationTest {
         assertEquals(tokenized.examples().size(), s.examples());
         assertTrue(s.lossFraction() > 0.2 && s.lossFraction() < 0.95, "loss fraction " + s.lossFraction());
         assertTrue(s.format().contains("200 read"), s.format());
+    }
+
+    @Test
+    void chatWithoutTemplateUsesAlpacaTurnsWithEosAfterEachResponse() {
+        var rec = new TrainingRecord.Chat(List.of(
+                new ChatMessage("user", "Who are you?"), new ChatMessage("assistant", "A model."),
+                new ChatMessage("user", "Bye"), new ChatMessage("assistant", "Bye!")));
+        Example e = new Tokenization(tok, PromptFormat.alpaca(), 512, false).tokenize(rec);
+        String text = tok.decode(e.inputIds(), false);
+        assertTrue(text.contains("### Instruction:\nWho are you?\n\n### Response:\nA model.</s>"), text);
+        assertTrue(text.endsWith("### Instruction:\nBye\n\n### Response:\nBye!</s>"), text);
+        assertEquals(2 + tok.encode("A model.", false).length + tok.encode("Bye!", false).length, e.lossTokens());
+    }
+
+    @Test
+    void templateThatRewritesEarlierTurnsIsRejected() {
+        // Renders only the last message, so the render of a prefix is not a prefix of the whole.
+        ChatTemplate onlyLast = ChatTemplate.of(
+                "{% for m in messages %}{% if loop.last %}{{ m['content'] }}{% endif %}{% endfor %}", "<s>", "</s>");
+        var t = new Tokenization(tok, PromptFormat.chatTemplate(onlyLast), 512, false);
+        var rec = new TrainingRecord.Chat(List.of(new ChatMessage("user", "q"), new ChatMessage("assistant", "a")));
+        JTuneException e = assertThrows(JTuneException.class, () -> t.tokenizeAll(List.of(rec), List.of("f.jsonl:3")));
+        assertTrue(e.getMessage().startsWith("f.jsonl:3: ") && e.getMessage().contains("not a prefix"), e.getMessage());
+    }
+
+    @Test
+    void padIdIsTheModelsPadToken() {
+        // tokenizer_config.json of the reference model says pad_token "</s>".
+        assertEquals(EOS, Batcher.padIdFor(tok, Shared.path("models/jtune-ref-llama-13m")));
     }
 }
