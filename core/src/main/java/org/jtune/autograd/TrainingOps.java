@@ -35,6 +35,47 @@ public final class TrainingOps implements Ops {
         return tape;
     }
 
+    private float loraDropout;
+    private long dropoutSeed;
+    private long step;
+    private long call;
+
+    /**
+     * Dropout on the LoRA branch's input, as PEFT applies it. Masks are a hash of (seed, step, call,
+     * element), not a stateful RNG, so a resumed run draws exactly the masks it would have drawn.
+     */
+    public void loraDropout(double p, long seed) {
+        this.loraDropout = (float) p;
+        this.dropoutSeed = seed;
+    }
+
+    /** Tells the ops which optimizer step the next forwards belong to (dropout masks depend on it). */
+    public void step(long s) {
+        this.step = s;
+        this.call = 0;
+    }
+
+    /** Per-element input scale of the LoRA branch: 0 (dropped) or 1/(1-p); null without dropout. */
+    private float[] dropoutMask(int len) {
+        if (loraDropout <= 0) {
+            return null;
+        }
+        long id = call++;
+        float keep = 1f / (1f - loraDropout);
+        float[] m = new float[len];
+        for (int i = 0; i < len; i++) {
+            long h = mix(dropoutSeed * 0x9E3779B97F4A7C15L + step * 0xBF58476D1CE4E5B9L + id * 0x94D049BB133111EBL + i);
+            m[i] = (h >>> 40) * 0x1p-24f < loraDropout ? 0f : keep;
+        }
+        return m;
+    }
+
+    private static long mix(long z) {   // splitmix64 finalizer
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+
     /** Registers a parameter array (norm weight, bias, or the f32 master behind a weight matrix) as trainable. */
     public void trainable(float[] param) {
         trainable.add(param);
@@ -99,10 +140,17 @@ public final class TrainingOps implements Ops {
                 k.axpy(out, t * outF, 1f, l.bias(), 0, outF);
             }
         }
-        float[] scaledBt = null;
+        float[] mask = lora == null ? null : dropoutMask(n * in);
+        float[] xl = x;   // the LoRA branch's input: x, or x with dropout
+        if (mask != null) {
+            xl = new float[n * in];
+            for (int i = 0; i < xl.length; i++) {
+                xl[i] = x[i] * mask[i];
+            }
+        }
+        final float[] loraIn = xl;
         if (lora != null) {
-            int r = lora.rank();
-            k.matmul(u, x, lora.aMatrix(), n);
+            k.matmul(u, loraIn, lora.aMatrix(), n);
             float[] delta = new float[n * outF];
             k.matmul(delta, u, lora.bMatrix(), n);
             k.axpy(out, 0, lora.scaling(), delta, 0, n * outF);
@@ -135,8 +183,16 @@ public final class TrainingOps implements Ops {
                     scaledU[i] = s * u[i];
                 }
                 k.matmulBackwardWeight(tape.grad(lora.b()), dOut, scaledU, n, outF, r);   // dB += dOut^T (s u)
-                k.matmulBackwardWeight(tape.grad(lora.a()), dU, x, n, r, in);             // dA += dU^T x
-                k.matmulBackwardInput(dX, dU, lora.aMatrix(), n);                        // dX += dU A
+                k.matmulBackwardWeight(tape.grad(lora.a()), dU, loraIn, n, r, in);        // dA += dU^T x
+                if (mask == null) {
+                    k.matmulBackwardInput(dX, dU, lora.aMatrix(), n);                    // dX += dU A
+                } else {
+                    float[] dXl = new float[n * in];
+                    k.matmulBackwardInput(dXl, dU, lora.aMatrix(), n);
+                    for (int i = 0; i < dXl.length; i++) {
+                        dX[i] += dXl[i] * mask[i];
+                    }
+                }
             }
         });
     }
