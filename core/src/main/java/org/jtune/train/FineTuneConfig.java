@@ -41,6 +41,7 @@ public record FineTuneConfig(
                 42, false, false, "auto");
     }
 
+    @com.fasterxml.jackson.annotation.JsonIgnore
     public boolean isLora() {
         return method.equals("lora");
     }
