@@ -114,6 +114,22 @@ class LoraAdapterTest {
     }
 
     @Test
+    void saveIgnoresLeftoversOfACrashedSaveAndFailsCleanly(@TempDir Path tmp) throws IOException {
+        LoraAdapter a = LoraAdapter.load(Shared.path("golden/tiny-llama-adapters/lora"));
+        Path dir = Files.createDirectories(tmp.resolve("out"));
+        Files.writeString(dir.resolve(".adapter_config.json.partial"), "{\"half\":");
+        Files.writeString(dir.resolve(".adapter_model.safetensors.partial"), "junk");
+        a.save(dir);
+        assertEquals(a, LoraAdapter.load(dir));
+        assertFalse(Files.exists(dir.resolve(".adapter_config.json.partial")));
+        assertFalse(Files.exists(dir.resolve(".adapter_model.safetensors.partial")));
+
+        Path file = Files.writeString(tmp.resolve("a-file"), "x");
+        JTuneException e = assertThrows(JTuneException.class, () -> a.save(file.resolve("sub")));
+        assertTrue(e.getMessage().contains("cannot save adapter"), e.getMessage());
+    }
+
+    @Test
     void savedConfigHasPeftKeys(@TempDir Path tmp) throws IOException {
         LoraAdapter.load(Shared.path("golden/tiny-gpt2-adapters/lora")).save(tmp);
         String text = Files.readString(tmp.resolve("adapter_config.json"));
