@@ -46,7 +46,7 @@ final class ChatCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         PrintWriter out = spec.commandLine().getOut();
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
-        try (Engine engine = Engine.load(modelOptions.model);
+        try (Engine engine = Engine.load(modelOptions.model, modelOptions.adapter);
              Session session = engine.newSession(modelOptions.maxContext)) {
             SamplingParams params = sampling.resolve(engine.generationConfig(),
                     CHAT_DEFAULTS.withMaxNewTokens(sampling.maxNewTokens));

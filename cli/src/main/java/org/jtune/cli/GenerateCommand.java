@@ -46,7 +46,7 @@ final class GenerateCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
-        try (Engine engine = Engine.load(modelOptions.model);
+        try (Engine engine = Engine.load(modelOptions.model, modelOptions.adapter);
              Session session = engine.newSession(modelOptions.maxContext)) {
             int[] prompt = input.ids != null ? TokenIds.parse(input.ids) : engine.encodePrompt(session, input.prompt);
             SamplingParams params = sampling.resolve(engine.generationConfig(), SamplingParams.greedy(sampling.maxNewTokens));

@@ -24,7 +24,7 @@ final class InfoCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
-        try (Engine engine = Engine.load(modelOptions.model)) {
+        try (Engine engine = Engine.load(modelOptions.model, modelOptions.adapter)) {
             ModelInfo i = engine.model().info();
             out.printf("model            %s%n", modelOptions.model);
             out.printf("architecture     %s (model_type %s)%n", i.architecture(), i.modelType());

@@ -9,6 +9,9 @@ final class ModelOptions {
             description = "Hugging Face model directory (config.json, *.safetensors, tokenizer.json)")
     Path model;
 
+    @Option(names = "--adapter", paramLabel = "DIR", description = "LoRA adapter directory (PEFT format) applied without merging")
+    Path adapter;
+
     @Option(names = "--max-context", paramLabel = "N", defaultValue = "0",
             description = "context size of the session in tokens (default: the model's maximum, at most 4096)")
     int maxContext;

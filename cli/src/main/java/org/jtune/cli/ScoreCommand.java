@@ -44,7 +44,7 @@ final class ScoreCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
-        try (Engine engine = Engine.load(modelOptions.model)) {
+        try (Engine engine = Engine.load(modelOptions.model, modelOptions.adapter)) {
             int[] ids = input.ids != null ? TokenIds.parse(input.ids) : engine.requireTokenizer().encode(input.text, true);
             int context = modelOptions.maxContext > 0 ? modelOptions.maxContext : ids.length;
             try (Session session = engine.newSession(context)) {

@@ -42,8 +42,19 @@ public final class Engine implements AutoCloseable {
     }
 
     public static Engine load(Path modelDir) {
+        return load(modelDir, null);
+    }
+
+    /** Loads a model with a LoRA adapter (PEFT format) attached unmerged; {@code adapterDir} may be null. */
+    public static Engine load(Path modelDir, Path adapterDir) {
         LanguageModel model = ModelRegistry.load(modelDir);
         try {
+            if (adapterDir != null) {
+                if (!(org.jtune.peft.Adapters.load(adapterDir) instanceof org.jtune.peft.LoraAdapter lora)) {
+                    throw new JTuneException(adapterDir + " is not a LoRA adapter; generation supports LoRA adapters");
+                }
+                org.jtune.peft.LoraModels.attach(model, lora);
+            }
             GenerationConfig gen = GenerationConfig.load(modelDir);
             boolean hasTokenizer = Files.exists(modelDir.resolve("tokenizer.json"))
                     || Files.exists(modelDir.resolve("vocab.json"));

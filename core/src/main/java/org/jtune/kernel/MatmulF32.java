@@ -25,6 +25,7 @@ final class MatmulF32 {
 
     /** Row blocks {@code [fromBlock, toBlock)}: full RB x TB tiles, then leftover tokens, then leftover rows. */
     static void blocks(float[] out, float[] x, MemorySegment w, int rows, int cols, int tokens, int fromBlock, int toBlock) {
+        float[] sc = VectorMath.scratch();
         int r0 = fromBlock * VectorKernels.RB, r1 = Math.min(rows, toBlock * VectorKernels.RB);
         long rowBytes = (long) cols * ESZ;
         int r = r0;
@@ -32,22 +33,22 @@ final class MatmulF32 {
             long wOff = r * rowBytes;
             int t = 0;
             for (; t + 4 <= tokens; t += 4) {
-                tile4x4(out, x, w, wOff, rowBytes, r, rows, cols, t);
+                tile4x4(out, x, w, wOff, rowBytes, r, rows, cols, t, sc);
             }
             for (; t < tokens; t++) {
-                tile4x1(out, x, w, wOff, rowBytes, r, rows, cols, t);
+                tile4x1(out, x, w, wOff, rowBytes, r, rows, cols, t, sc);
             }
         }
         for (; r < r1; r++) {
             for (int t = 0; t < tokens; t++) {
-                out[t * rows + r] = rowDot(x, t * cols, w, r * rowBytes, cols);
+                out[t * rows + r] = rowDot(x, t * cols, w, r * rowBytes, cols, sc);
             }
         }
     }
 
     /** Four rows (r..r+3) times four tokens (t..t+3): each widened weight vector feeds four FMAs. */
     private static void tile4x4(float[] out, float[] x, MemorySegment w, long wOff, long rowBytes,
-                                int r, int rows, int cols, int t) {
+                                int r, int rows, int cols, int t, float[] sc) {
         long w0 = wOff, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
         int x0 = t * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
         FloatVector a00 = FloatVector.zero(VectorKernels.F), a01 = a00, a02 = a00, a03 = a00;
@@ -87,14 +88,30 @@ final class MatmulF32 {
             a32 = q.fma(v2, a32);
             a33 = q.fma(v3, a33);
         }
-        float s00 = a00.reduceLanes(VectorOperators.ADD), s01 = a01.reduceLanes(VectorOperators.ADD);
-        float s02 = a02.reduceLanes(VectorOperators.ADD), s03 = a03.reduceLanes(VectorOperators.ADD);
-        float s10 = a10.reduceLanes(VectorOperators.ADD), s11 = a11.reduceLanes(VectorOperators.ADD);
-        float s12 = a12.reduceLanes(VectorOperators.ADD), s13 = a13.reduceLanes(VectorOperators.ADD);
-        float s20 = a20.reduceLanes(VectorOperators.ADD), s21 = a21.reduceLanes(VectorOperators.ADD);
-        float s22 = a22.reduceLanes(VectorOperators.ADD), s23 = a23.reduceLanes(VectorOperators.ADD);
-        float s30 = a30.reduceLanes(VectorOperators.ADD), s31 = a31.reduceLanes(VectorOperators.ADD);
-        float s32 = a32.reduceLanes(VectorOperators.ADD), s33 = a33.reduceLanes(VectorOperators.ADD);
+        a00.intoArray(sc, 0);
+        a01.intoArray(sc, L);
+        float s00 = VectorMath.sumLanes(sc, 0), s01 = VectorMath.sumLanes(sc, L);
+        a02.intoArray(sc, 2 * L);
+        a03.intoArray(sc, 3 * L);
+        float s02 = VectorMath.sumLanes(sc, 2 * L), s03 = VectorMath.sumLanes(sc, 3 * L);
+        a10.intoArray(sc, 4 * L);
+        a11.intoArray(sc, 5 * L);
+        float s10 = VectorMath.sumLanes(sc, 4 * L), s11 = VectorMath.sumLanes(sc, 5 * L);
+        a12.intoArray(sc, 6 * L);
+        a13.intoArray(sc, 7 * L);
+        float s12 = VectorMath.sumLanes(sc, 6 * L), s13 = VectorMath.sumLanes(sc, 7 * L);
+        a20.intoArray(sc, 8 * L);
+        a21.intoArray(sc, 9 * L);
+        float s20 = VectorMath.sumLanes(sc, 8 * L), s21 = VectorMath.sumLanes(sc, 9 * L);
+        a22.intoArray(sc, 10 * L);
+        a23.intoArray(sc, 11 * L);
+        float s22 = VectorMath.sumLanes(sc, 10 * L), s23 = VectorMath.sumLanes(sc, 11 * L);
+        a30.intoArray(sc, 12 * L);
+        a31.intoArray(sc, 13 * L);
+        float s30 = VectorMath.sumLanes(sc, 12 * L), s31 = VectorMath.sumLanes(sc, 13 * L);
+        a32.intoArray(sc, 14 * L);
+        a33.intoArray(sc, 15 * L);
+        float s32 = VectorMath.sumLanes(sc, 14 * L), s33 = VectorMath.sumLanes(sc, 15 * L);
         for (; c < cols; c++) {
             long b = (long) c * ESZ;
             float q0 = at(w, w0 + b), q1 = at(w, w1 + b), q2 = at(w, w2 + b), q3 = at(w, w3 + b);
@@ -116,7 +133,7 @@ final class MatmulF32 {
      * columns, so eight independent FMA chains keep enough loads in flight to run at memory bandwidth.
      */
     private static void tile4x1(float[] out, float[] x, MemorySegment w, long wOff, long rowBytes,
-                                int r, int rows, int cols, int t) {
+                                int r, int rows, int cols, int t, float[] sc) {
         long w0 = wOff, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
         int x0 = t * cols;
         FloatVector a0 = FloatVector.zero(VectorKernels.F), a1 = a0, a2 = a0, a3 = a0;
@@ -157,8 +174,12 @@ final class MatmulF32 {
             FloatVector wv16 = FloatVector.fromMemorySegment(VectorKernels.F, w, w3 + b, LE);
             a3 = wv16.fma(v, a3);
         }
-        float s0 = a0.add(b0).reduceLanes(VectorOperators.ADD), s1 = a1.add(b1).reduceLanes(VectorOperators.ADD);
-        float s2 = a2.add(b2).reduceLanes(VectorOperators.ADD), s3 = a3.add(b3).reduceLanes(VectorOperators.ADD);
+        (a0.add(b0)).intoArray(sc, 0);
+        (a1.add(b1)).intoArray(sc, L);
+        float s0 = VectorMath.sumLanes(sc, 0), s1 = VectorMath.sumLanes(sc, L);
+        (a2.add(b2)).intoArray(sc, 2 * L);
+        (a3.add(b3)).intoArray(sc, 3 * L);
+        float s2 = VectorMath.sumLanes(sc, 2 * L), s3 = VectorMath.sumLanes(sc, 3 * L);
         for (; c < cols; c++) {
             long b = (long) c * ESZ;
             float v = x[x0 + c];
@@ -175,7 +196,7 @@ final class MatmulF32 {
     }
 
     /** One weight row against one x row, four accumulators over consecutive vectors. */
-    private static float rowDot(float[] x, int xOff, MemorySegment w, long wOff, int cols) {
+    private static float rowDot(float[] x, int xOff, MemorySegment w, long wOff, int cols, float[] sc) {
         FloatVector a0 = FloatVector.zero(VectorKernels.F), a1 = a0, a2 = a0, a3 = a0;
         int c = 0;
         int bound4 = cols - 4 * L + 1;
@@ -195,7 +216,8 @@ final class MatmulF32 {
             FloatVector wv21 = FloatVector.fromMemorySegment(VectorKernels.F, w, wOff + (long) c * ESZ, LE);
             a0 = wv21.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a0);
         }
-        float s = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        (a0.add(a1).add(a2.add(a3))).intoArray(sc, 0);
+        float s = VectorMath.sumLanes(sc, 0);
         for (; c < cols; c++) {
             s += at(w, wOff + (long) c * ESZ) * x[xOff + c];
         }

@@ -163,6 +163,7 @@ public final class VectorKernels implements Kernels {
 
     @Override
     public float dot(float[] a, int aOff, float[] b, int bOff, int n) {
+        float[] sc = VectorMath.scratch();
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         int i = 0;
         int bound4 = n - 4 * L + 1;
@@ -176,7 +177,8 @@ public final class VectorKernels implements Kernels {
         for (; i < bound; i += L) {
             a0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), a0);
         }
-        float s = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        (a0.add(a1).add(a2.add(a3))).intoArray(sc, 0);
+        float s = VectorMath.sumLanes(sc, 0);
         for (; i < n; i++) {
             s += a[aOff + i] * b[bOff + i];
         }
@@ -198,6 +200,7 @@ public final class VectorKernels implements Kernels {
     }
 
     private static float sumSquares(float[] x, int off, int n) {
+        float[] sc = VectorMath.scratch();
         FloatVector a0 = FloatVector.zero(F), a1 = a0;
         int i = 0;
         int bound2 = n - 2 * L + 1;
@@ -212,7 +215,8 @@ public final class VectorKernels implements Kernels {
             FloatVector v = FloatVector.fromArray(F, x, off + i);
             a0 = v.fma(v, a0);
         }
-        float s = a0.add(a1).reduceLanes(VectorOperators.ADD);
+        (a0.add(a1)).intoArray(sc, 0);
+        float s = VectorMath.sumLanes(sc, 0);
         for (; i < n; i++) {
             s += x[off + i] * x[off + i];
         }
@@ -235,13 +239,15 @@ public final class VectorKernels implements Kernels {
 
     @Override
     public void layerNorm(float[] out, int outOff, float[] x, int xOff, float[] weight, float[] bias, float eps, int n) {
+        float[] sc = VectorMath.scratch();
         int bound = F.loopBound(n);
         FloatVector acc = FloatVector.zero(F);
         int i = 0;
         for (; i < bound; i += L) {
             acc = acc.add(FloatVector.fromArray(F, x, xOff + i));
         }
-        float mean = acc.reduceLanes(VectorOperators.ADD);
+        acc.intoArray(sc, 0);
+        float mean = VectorMath.sumLanes(sc, 0);
         for (; i < n; i++) {
             mean += x[xOff + i];
         }
@@ -251,7 +257,8 @@ public final class VectorKernels implements Kernels {
             FloatVector d = FloatVector.fromArray(F, x, xOff + i).sub(mean);
             acc = d.fma(d, acc);
         }
-        float var = acc.reduceLanes(VectorOperators.ADD);
+        acc.intoArray(sc, L);
+        float var = VectorMath.sumLanes(sc, L);
         for (; i < n; i++) {
             float d = x[xOff + i] - mean;
             var += d * d;
@@ -273,6 +280,7 @@ public final class VectorKernels implements Kernels {
 
     @Override
     public void softmax(float[] x, int off, int n) {
+        float[] sc = VectorMath.scratch();
         if (n <= 0) {
             return;
         }
@@ -295,7 +303,8 @@ public final class VectorKernels implements Kernels {
             e.intoArray(x, off + i);
             sumV = sumV.add(e);
         }
-        float sum = sumV.reduceLanes(VectorOperators.ADD);
+        sumV.intoArray(sc, 0);
+        float sum = VectorMath.sumLanes(sc, 0);
         for (; i < n; i++) {
             float e = VectorMath.exp(x[off + i] - max);
             x[off + i] = e;
@@ -353,6 +362,7 @@ public final class VectorKernels implements Kernels {
     @Override
     public void attend(float[] out, int outOff, float[] q, int qOff, float[] keys, float[] values, int kvOff,
                        int kvStride, int len, int headDim, float scale, float[] scores) {
+        float[] sc = VectorMath.scratch();
         int bound = F.loopBound(headDim);
         int j = 0;
         for (; j + 4 <= len; j += 4) {
@@ -366,8 +376,12 @@ public final class VectorKernels implements Kernels {
                 a2 = qv.fma(FloatVector.fromArray(F, keys, k2 + i), a2);
                 a3 = qv.fma(FloatVector.fromArray(F, keys, k3 + i), a3);
             }
-            float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
-            float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
+            a0.intoArray(sc, 0);
+            a1.intoArray(sc, L);
+            float s0 = VectorMath.sumLanes(sc, 0), s1 = VectorMath.sumLanes(sc, L);
+            a2.intoArray(sc, 2 * L);
+            a3.intoArray(sc, 3 * L);
+            float s2 = VectorMath.sumLanes(sc, 2 * L), s3 = VectorMath.sumLanes(sc, 3 * L);
             for (; i < headDim; i++) {
                 float qi = q[qOff + i];
                 s0 += qi * keys[k0 + i];

@@ -9,9 +9,11 @@ import jdk.incubator.vector.VectorOperators;
  * polynomial, within 2 ulp), with a vector and a scalar version computing the same operations. The
  * Vector API's EXP is an intrinsic in C2 but a different Java fallback in the interpreter, so its
  * last bits change with the JIT tier; results that must be reproducible (a resumed training run,
- * a reloaded model) need the same bits every time. Kept out of VectorKernels so C2 may inline it.
+ * a reloaded model) need the same bits every time. The same goes for lane sums. Kept out of
+ * VectorKernels so C2 may inline it.
  */
 final class VectorMath {
+    private static final int L = VectorKernels.L;
     private static final float LOG2E = 1.44269504088896341f;
     private static final float LN2_HI = 0.693359375f;
     private static final float LN2_LO = -2.12194440e-4f;
@@ -22,6 +24,27 @@ final class VectorMath {
             P3 = 4.1665795894e-2f, P4 = 1.6666665459e-1f, P5 = 5.0000001201e-1f;
 
     private VectorMath() {
+    }
+
+    /**
+     * A per-thread buffer for lane sums. reduceLanes(ADD) may add lanes in any order ("the result
+     * may vary") and the interpreter and C2 do differ, which breaks bit-exact resumption of training;
+     * so kernels store their accumulators here ({@code intoArray}, one intrinsic, never boxed) and
+     * add the lanes left to right with {@link #sumLanes}.
+     */
+    private static final ThreadLocal<float[]> SCRATCH = ThreadLocal.withInitial(() -> new float[16 * L]);
+
+    static float[] scratch() {
+        return SCRATCH.get();
+    }
+
+    /** sc[off] + sc[off+1] + ... + sc[off+L-1], in that order. */
+    static float sumLanes(float[] sc, int off) {
+        float s = sc[off];
+        for (int i = 1; i < L; i++) {
+            s += sc[off + i];
+        }
+        return s;
     }
 
     static FloatVector exp(FloatVector x) {

@@ -114,13 +114,17 @@ public final class FineTune {
 
     // ------------------------------------------------------------------ setup
 
-    private void setupData() {
-        tokenizer = Tokenizer.load(modelDir);
+    /** Training and validation examples of a run, prepared exactly as the run prepares them. */
+    public record Data(List<Example> train, List<Example> validation, DatasetSummary summary, boolean chatTemplate) {
+    }
+
+    /** Reads, splits (by seed) and tokenizes the run's data; the validation set is the same for every call with the same settings. */
+    public static Data prepare(FineTuneConfig cfg, Tokenizer tokenizer) {
         DatasetReader.Result read = DatasetReader.read(Path.of(cfg.data()), cfg.skipMalformed());
         PromptFormat format = switch (cfg.promptFormat()) {
             case "alpaca" -> PromptFormat.alpaca();
             case "chat" -> PromptFormat.chatTemplate(tokenizer.chatTemplate().orElseThrow(() -> new JTuneException(
-                    "prompt-format chat, but " + modelDir + " has no chat_template; use prompt-format alpaca")));
+                    "prompt-format chat, but the model has no chat_template; use prompt-format alpaca")));
             default -> PromptFormat.forTokenizer(tokenizer);
         };
         DataSplit<TrainingRecord> split = cfg.valCount() > 0 ? DataSplit.byCount(read.records(), cfg.valCount(), cfg.seed())
@@ -129,12 +133,18 @@ public final class FineTune {
         Tokenization tk = new Tokenization(tokenizer, format, cfg.maxLength(), cfg.trainOnPrompt());
         Tokenization.Result train = tk.tokenizeAll(split.train());
         Tokenization.Result val = tk.tokenizeAll(split.validation());
-        trainExamples = train.examples();
-        valExamples = val.examples();
+        return new Data(train.examples(), val.examples(), DatasetSummary.of(read, train), format.usesChatTemplate());
+    }
+
+    private void setupData() {
+        tokenizer = Tokenizer.load(modelDir);
+        Data data = prepare(cfg, tokenizer);
+        trainExamples = data.train();
+        valExamples = data.validation();
         padId = Batcher.padIdFor(tokenizer, modelDir);
-        log.println("data      " + DatasetSummary.of(read, train).format().replace("\n", "\n          "));
+        log.println("data      " + data.summary().format().strip().replace("\n", "\n          "));
         log.printf("          %d training and %d validation examples (%s prompt format)%n", trainExamples.size(),
-                valExamples.size(), format.usesChatTemplate() ? "chat template" : "Alpaca");
+                valExamples.size(), data.chatTemplate() ? "chat template" : "Alpaca");
     }
 
     private void setupModel() {
