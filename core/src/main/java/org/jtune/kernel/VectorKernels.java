@@ -43,7 +43,7 @@ public final class VectorKernels implements Kernels {
     static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
     static final int L = F.length();
     /**
-     * Bytes for I8 weights, one per float lane ({@code SPECIES_128} for 512-bit floats), so {@code B2F} part 0
+     * Bytes for I8 weights, one per float lane ({@code SPECIES_128} for 512-bit floats), so a {@code B2I} (part 0)
      * widens a whole load. Below 8 float lanes no byte species that small exists: the 64-bit one is used
      * with loads masked by {@link #BM} to the first L lanes ({@link #I8_NARROW}).
      */
