@@ -29,7 +29,8 @@ import org.jtune.io.safetensors.DType;
  * {@link MatmulF16}, generated from one template; {@link MatmulI8} from its own): C2 only scalar-replaces vector values it can see
  * through, so a shared kernel with a per-dtype branch, a loop accumulator started from a static final
  * vector, or a conversion helper that was not inlined each made every vector step allocate. BF16:
- * sign-extend shorts to ints, shift left 16. F16: JDK 25's Vector API has no half-float to float lane
+ * sign-extend shorts to ints, shift left 16. I8: sign-extend bytes to ints, I2F, scale per group (see
+ * {@link MatmulI8}; a direct B2F was 3x slower). F16: JDK 25's Vector API has no half-float to float lane
  * conversion ({@code S2F} converts integer values), so the bits are rebuilt with integer ops:
  * {@code (h << 13) & 0x8FFFE000} of the sign-extended short is an f32 with the sign in place and an
  * exponent 112 too small (for f16 subnormals, an f32 subnormal with the right mantissa), so multiplying
