@@ -3,9 +3,11 @@ package org.jtune.kernel;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -24,10 +26,11 @@ import org.jtune.io.safetensors.DType;
  * rows at once with one accumulator each.
  *
  * <p>Weights are widened in registers, in one kernel class per dtype ({@link MatmulF32}, {@link MatmulBF16},
- * {@link MatmulF16}, generated from one template): C2 only scalar-replaces vector values it can see
+ * {@link MatmulF16}, generated from one template; {@link MatmulI8} from its own): C2 only scalar-replaces vector values it can see
  * through, so a shared kernel with a per-dtype branch, a loop accumulator started from a static final
  * vector, or a conversion helper that was not inlined each made every vector step allocate. BF16:
- * sign-extend shorts to ints, shift left 16. F16: JDK 25's Vector API has no half-float to float lane
+ * sign-extend shorts to ints, shift left 16. I8: sign-extend bytes to ints, I2F, scale per group (see
+ * {@link MatmulI8}; a direct B2F was 3x slower). F16: JDK 25's Vector API has no half-float to float lane
  * conversion ({@code S2F} converts integer values), so the bits are rebuilt with integer ops:
  * {@code (h << 13) & 0x8FFFE000} of the sign-extended short is an f32 with the sign in place and an
  * exponent 112 too small (for f16 subnormals, an f32 subnormal with the right mantissa), so multiplying
@@ -40,11 +43,19 @@ public final class VectorKernels implements Kernels {
     /** Shorts with the same lane count as {@link #F}: half its bit size. */
     static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
     static final int L = F.length();
+    /**
+     * Bytes for I8 weights, one per float lane ({@code SPECIES_128} for 512-bit floats), so a {@code B2I} (part 0)
+     * widens a whole load. Below 8 float lanes no byte species that small exists: the 64-bit one is used
+     * with loads masked by {@link #BM} to the first L lanes ({@link #I8_NARROW}).
+     */
+    static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(Math.max(64, F.vectorBitSize() / 4)));
+    static final boolean I8_NARROW = B.length() != L;
+    static final VectorMask<Byte> BM = B.indexInRange(0, L);
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final ValueLayout.OfFloat F32 = Matrix.F32;
     private static final ValueLayout.OfShort I16 = Matrix.I16;
 
-    private static final int DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2;
+    private static final int DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2, DT_I8 = 3;
     /** Rows per block (the unit of parallel partitioning) and tokens per register tile. */
     static final int RB = 4, TB = 4;
     /** Below this many multiply-adds a matmul runs on the caller: pool dispatch would cost more than it saves. */
@@ -78,15 +89,15 @@ public final class VectorKernels implements Kernels {
         int dt = dtypeCode(w.dtype());
         int blocks = (rows + RB - 1) / RB;
         if ((long) rows * cols * tokens < PARALLEL_MIN_MACS || pool.threads() == 1) {
-            matmulBlocks(out, x, w.data(), dt, rows, cols, tokens, 0, blocks);
+            matmulBlocks(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, tokens, 0, blocks);
             return;
         }
         synchronized (task) { // the task's fields are per call; the pool runs one job at a time anyway
-            task.set(out, x, w.data(), dt, rows, cols, tokens);
+            task.set(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, tokens);
             try {
                 pool.run(blocks, task);
             } finally {
-                task.set(null, null, null, 0, 0, 0, 0);
+                task.set(null, null, null, 0, null, 0, 0, 0, 0);
             }
         }
     }
@@ -96,6 +107,7 @@ public final class VectorKernels implements Kernels {
             case F32 -> DT_F32;
             case BF16 -> DT_BF16;
             case F16 -> DT_F16;
+            case I8 -> DT_I8;
             default -> throw new IllegalArgumentException("unsupported weight dtype " + d);
         };
     }
@@ -104,13 +116,17 @@ public final class VectorKernels implements Kernels {
     private static final class MatmulTask implements RangeTask {
         private float[] out, x;
         private MemorySegment w;
-        private int dt, rows, cols, tokens;
+        private float[] scales; // I8 only: (rows, cols / group)
+        private int dt, group, rows, cols, tokens;
 
-        void set(float[] out, float[] x, MemorySegment w, int dt, int rows, int cols, int tokens) {
+        void set(float[] out, float[] x, MemorySegment w, int dt, float[] scales, int group, int rows, int cols,
+                 int tokens) {
             this.out = out;
             this.x = x;
             this.w = w;
             this.dt = dt;
+            this.scales = scales;
+            this.group = group;
             this.rows = rows;
             this.cols = cols;
             this.tokens = tokens;
@@ -118,14 +134,15 @@ public final class VectorKernels implements Kernels {
 
         @Override
         public void run(int from, int to) {
-            matmulBlocks(out, x, w, dt, rows, cols, tokens, from, to);
+            matmulBlocks(out, x, w, dt, scales, group, rows, cols, tokens, from, to);
         }
     }
 
     /** Row blocks {@code [fromBlock, toBlock)} of the matmul, in the dtype's own kernel class. */
-    static void matmulBlocks(float[] out, float[] x, MemorySegment w, int dt, int rows, int cols, int tokens,
-                             int fromBlock, int toBlock) {
+    static void matmulBlocks(float[] out, float[] x, MemorySegment w, int dt, float[] scales, int group, int rows,
+                             int cols, int tokens, int fromBlock, int toBlock) {
         switch (dt) {
+            case DT_I8 -> MatmulI8.blocks(out, x, w, scales, group, rows, cols, tokens, fromBlock, toBlock);
             case DT_F32 -> MatmulF32.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
             case DT_BF16 -> MatmulBF16.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
             default -> MatmulF16.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
@@ -155,6 +172,7 @@ public final class VectorKernels implements Kernels {
             case F32 -> MatmulF32.gather(out, outOff, m.data(), row, cols);
             case BF16 -> MatmulBF16.gather(out, outOff, m.data(), row, cols);
             case F16 -> MatmulF16.gather(out, outOff, m.data(), row, cols);
+            case I8 -> MatmulI8.gather(out, outOff, m.data(), m.scales(), m.groupSize(), row, cols);
             default -> throw new IllegalArgumentException("unsupported weight dtype " + m.dtype());
         }
     }

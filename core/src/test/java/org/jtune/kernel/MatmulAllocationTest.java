@@ -23,9 +23,20 @@ class MatmulAllocationTest {
         Random rnd = new Random(1);
         try (WorkerPool pool = new WorkerPool(2)) {
             VectorKernels k = new VectorKernels(pool);
-            for (DType dt : new DType[] {DType.BF16, DType.F32, DType.F16}) {
-                Matrix w = TestMatrices.matrix(rnd, dt, 259, 1027, true); // odd: exercises row and column tails
-                float[] x = TestMatrices.randomFloats(rnd, 1027);
+            // odd shapes exercise row and column tails; I8 needs a width its group size divides, and groups
+            // 32, 16 and 8 take the unrolled decode, the one-vector-per-group decode and the any-group path
+            Matrix[] ws = {
+                TestMatrices.matrix(rnd, DType.BF16, 259, 1027, true),
+                TestMatrices.matrix(rnd, DType.F32, 259, 1027, true),
+                TestMatrices.matrix(rnd, DType.F16, 259, 1027, true),
+                TestMatrices.i8Matrix(rnd, 259, 1024, 32, true),
+                TestMatrices.i8Matrix(rnd, 259, 1024, 16, true),
+                TestMatrices.i8Matrix(rnd, 259, 1032, 8, true),
+            };
+            for (Matrix w : ws) {
+                String dt = w.dtype() + (w.dtype() == DType.I8 ? " group " + w.groupSize() : "");
+                int cols = w.cols();
+                float[] x = TestMatrices.randomFloats(rnd, cols);
                 float[] out = new float[259];
                 for (int i = 0; i < 20_000; i++) {
                     k.matmul(out, x, w, 1);

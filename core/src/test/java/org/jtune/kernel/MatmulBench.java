@@ -7,14 +7,15 @@ import org.jtune.io.safetensors.DType;
 /**
  * Rough throughput check, not a test and not a benchmark of record (that is the JMH module's job):
  * {@code java --add-modules jdk.incubator.vector -cp core/target/classes:core/target/test-classes
- * org.jtune.kernel.MatmulBench [rows cols]}. Prints GB/s of weights streamed at decode and GFLOP/s
+ * org.jtune.kernel.MatmulBench [rows cols [dtypes [i8group]]]}. Prints GB/s of weights streamed at decode and GFLOP/s
  * for prefill-sized token blocks, plus bytes allocated per call on the calling thread.
  */
 public final class MatmulBench {
     public static void main(String[] args) {
         int rows = args.length > 0 ? Integer.parseInt(args[0]) : 2048;
         int cols = args.length > 1 ? Integer.parseInt(args[1]) : 2048;
-        String[] dts = args.length > 2 ? args[2].split(",") : new String[] {"BF16", "F32", "F16"};
+        String[] dts = args.length > 2 ? args[2].split(",") : new String[] {"BF16", "F32", "F16", "I8"};
+        int group = args.length > 3 ? Integer.parseInt(args[3]) : 32; // I8 group size
         com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         WorkerPool pool = WorkerPool.shared();
         VectorKernels k = new VectorKernels(pool);
@@ -22,7 +23,8 @@ public final class MatmulBench {
         Random rnd = new Random(1);
         for (String dn : dts) {
             DType dt = DType.valueOf(dn);
-            Matrix w = TestMatrices.matrix(rnd, dt, rows, cols, true);
+            Matrix w = dt == DType.I8 ? TestMatrices.i8Matrix(rnd, rows, cols, group, true)
+                    : TestMatrices.matrix(rnd, dt, rows, cols, true);
             for (int tokens : new int[] {1, 4, 32, 128}) {
                 float[] x = TestMatrices.randomFloats(rnd, tokens * cols);
                 float[] out = new float[tokens * rows];

@@ -36,4 +36,23 @@ final class TestMatrices {
         }
         return new Matrix(seg, dtype, rows, cols);
     }
+
+    /**
+     * An I8 matrix: random int8 weights over the whole range (-128 included, which the quantizer never
+     * writes but a kernel must still handle) and positive scales of varied magnitude, one per group.
+     */
+    static Matrix i8Matrix(Random rnd, int rows, int cols, int group, boolean offHeap) {
+        long bytes = (long) rows * cols;
+        MemorySegment seg = offHeap
+                ? Arena.ofAuto().allocate(bytes + 1, 8).asSlice(1, bytes)
+                : MemorySegment.ofArray(new byte[(int) bytes]);
+        for (long i = 0; i < bytes; i++) {
+            seg.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) rnd.nextInt(256));
+        }
+        float[] scales = new float[rows * (cols / group)];
+        for (int i = 0; i < scales.length; i++) {
+            scales[i] = (float) (Math.pow(10, rnd.nextDouble() * 2 - 3)); // 1e-3 .. 1e-1
+        }
+        return new Matrix(seg, DType.I8, rows, cols, scales, group);
+    }
 }

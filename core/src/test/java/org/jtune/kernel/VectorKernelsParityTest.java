@@ -117,6 +117,84 @@ class VectorKernelsParityTest {
         }
     }
 
+    /** Group sizes to test for a width: per channel, then 32, 16, 8 where they divide it. */
+    static int[] i8Groups(int cols) {
+        return java.util.stream.IntStream.of(cols, 32, 16, 8).filter(g -> g <= cols && cols % g == 0).distinct().toArray();
+    }
+
+    /**
+     * I8 against the scalar spec, whose terms are {@code x * (q * scale)}; the vector kernel sums
+     * {@code x * q} per group and scales the sum (or scales the widened weights once for four tokens),
+     * so results differ by summation order and one rounding per term: same tolerance as the float dtypes.
+     */
+    @Test
+    void int8MatmulMatchesScalarForOddRowsWidthsGroupsAndTokenCounts() {
+        Random rnd = new Random(13);
+        for (boolean offHeap : new boolean[] {false, true}) {
+            for (int cols : new int[] {8, 16, 24, 32, 48, 96, 1024, 4096}) {
+                for (int group : i8Groups(cols)) {
+                    for (int rows : new int[] {1, 3, 7, 13, 259}) {
+                        if ((long) rows * cols > 300_000) {
+                            continue; // 259 x 4096 adds nothing over 259 x 1024 and 13 x 4096 but time
+                        }
+                        Matrix w = TestMatrices.i8Matrix(rnd, rows, cols, group, offHeap);
+                        for (int tokens : TOKENS) {
+                            float[] x = TestMatrices.randomFloats(rnd, tokens * cols);
+                            float[] e = new float[tokens * rows], a = new float[tokens * rows];
+                            REF.matmul(e, x, w, tokens);
+                            VEC.matmul(a, x, w, tokens);
+                            assertMatmulClose(e, a, x, w, tokens, "I8" + (offHeap ? " off-heap" : " heap") + " "
+                                    + rows + "x" + cols + " group " + group + " t=" + tokens);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void int8MatmulIsIdenticalForOneTwoAndThreeThreads() {
+        Random rnd = new Random(14);
+        for (int group : new int[] {32, 8}) {
+            Matrix w = TestMatrices.i8Matrix(rnd, 203, 512, group, true);
+            for (int tokens : new int[] {1, 6}) {
+                float[] x = TestMatrices.randomFloats(rnd, tokens * 512);
+                float[] first = null;
+                for (int threads = 1; threads <= 3; threads++) {
+                    try (WorkerPool p = new WorkerPool(threads)) {
+                        float[] out = new float[tokens * 203];
+                        new VectorKernels(p).matmul(out, x, w, tokens);
+                        if (first == null) {
+                            first = out;
+                        } else {
+                            assertArrayEquals(first, out, "group " + group + " tokens=" + tokens + " threads=" + threads);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void int8GatherRowIsBitExact() {
+        Random rnd = new Random(15);
+        for (boolean offHeap : new boolean[] {false, true}) {
+            for (int cols : new int[] {8, 16, 24, 32, 48, 96, 1024}) {
+                for (int group : i8Groups(cols)) {
+                    Matrix m = TestMatrices.i8Matrix(rnd, 3, cols, group, offHeap);
+                    for (int r = 0; r < 3; r++) {
+                        float[] a = new float[cols + 2];
+                        VEC.gatherRow(a, 2, m, r);
+                        for (int c = 0; c < cols; c++) {
+                            assertEquals(Float.floatToRawIntBits(m.get(r, c)), Float.floatToRawIntBits(a[2 + c]),
+                                    "cols " + cols + " group " + group + " row " + r + " col " + c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void gatherRowIsBitExactForEveryHalfAndBfloat16Pattern() {
         for (DType dt : new DType[] {DType.F16, DType.BF16}) {
