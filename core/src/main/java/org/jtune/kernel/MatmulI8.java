@@ -72,6 +72,7 @@ final class MatmulI8 {
      */
     private static void tile4x4(float[] out, float[] x, MemorySegment w, long wOff, long rowBytes, float[] scales,
                                 int sOff, int ng, int group, int r, int rows, int cols, int t) {
+        float[] sc = VectorMath.scratch();   // lane sums in a fixed order: see VectorMath
         long w0 = wOff, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
         int s0 = sOff, s1 = s0 + ng, s2 = s1 + ng, s3 = s2 + ng;
         int x0 = t * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
@@ -118,22 +119,38 @@ final class MatmulI8 {
             }
         }
         int o0 = t * rows + r, o1 = o0 + rows, o2 = o1 + rows, o3 = o2 + rows;
-        out[o0] = a00.reduceLanes(VectorOperators.ADD);
-        out[o0 + 1] = a10.reduceLanes(VectorOperators.ADD);
-        out[o0 + 2] = a20.reduceLanes(VectorOperators.ADD);
-        out[o0 + 3] = a30.reduceLanes(VectorOperators.ADD);
-        out[o1] = a01.reduceLanes(VectorOperators.ADD);
-        out[o1 + 1] = a11.reduceLanes(VectorOperators.ADD);
-        out[o1 + 2] = a21.reduceLanes(VectorOperators.ADD);
-        out[o1 + 3] = a31.reduceLanes(VectorOperators.ADD);
-        out[o2] = a02.reduceLanes(VectorOperators.ADD);
-        out[o2 + 1] = a12.reduceLanes(VectorOperators.ADD);
-        out[o2 + 2] = a22.reduceLanes(VectorOperators.ADD);
-        out[o2 + 3] = a32.reduceLanes(VectorOperators.ADD);
-        out[o3] = a03.reduceLanes(VectorOperators.ADD);
-        out[o3 + 1] = a13.reduceLanes(VectorOperators.ADD);
-        out[o3 + 2] = a23.reduceLanes(VectorOperators.ADD);
-        out[o3 + 3] = a33.reduceLanes(VectorOperators.ADD);
+        a00.intoArray(sc, 0);
+        out[o0] = VectorMath.sumLanes(sc, 0);
+        a10.intoArray(sc, L);
+        out[o0 + 1] = VectorMath.sumLanes(sc, L);
+        a20.intoArray(sc, 2 * L);
+        out[o0 + 2] = VectorMath.sumLanes(sc, 2 * L);
+        a30.intoArray(sc, 3 * L);
+        out[o0 + 3] = VectorMath.sumLanes(sc, 3 * L);
+        a01.intoArray(sc, 4 * L);
+        out[o1] = VectorMath.sumLanes(sc, 4 * L);
+        a11.intoArray(sc, 5 * L);
+        out[o1 + 1] = VectorMath.sumLanes(sc, 5 * L);
+        a21.intoArray(sc, 6 * L);
+        out[o1 + 2] = VectorMath.sumLanes(sc, 6 * L);
+        a31.intoArray(sc, 7 * L);
+        out[o1 + 3] = VectorMath.sumLanes(sc, 7 * L);
+        a02.intoArray(sc, 8 * L);
+        out[o2] = VectorMath.sumLanes(sc, 8 * L);
+        a12.intoArray(sc, 9 * L);
+        out[o2 + 1] = VectorMath.sumLanes(sc, 9 * L);
+        a22.intoArray(sc, 10 * L);
+        out[o2 + 2] = VectorMath.sumLanes(sc, 10 * L);
+        a32.intoArray(sc, 11 * L);
+        out[o2 + 3] = VectorMath.sumLanes(sc, 11 * L);
+        a03.intoArray(sc, 12 * L);
+        out[o3] = VectorMath.sumLanes(sc, 12 * L);
+        a13.intoArray(sc, 13 * L);
+        out[o3 + 1] = VectorMath.sumLanes(sc, 13 * L);
+        a23.intoArray(sc, 14 * L);
+        out[o3 + 2] = VectorMath.sumLanes(sc, 14 * L);
+        a33.intoArray(sc, 15 * L);
+        out[o3 + 3] = VectorMath.sumLanes(sc, 15 * L);
     }
 
     /**
@@ -143,6 +160,7 @@ final class MatmulI8 {
      */
     private static void tile4x1(float[] out, float[] x, MemorySegment w, long wOff, long rowBytes, float[] scales,
                                 int sOff, int ng, int group, int r, int rows, int cols, int t) {
+        float[] sc = VectorMath.scratch();   // lane sums in a fixed order: see VectorMath
         long w0 = wOff, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
         int s0 = sOff, s1 = s0 + ng, s2 = s1 + ng, s3 = s2 + ng;
         int x0 = t * cols;
@@ -201,15 +219,20 @@ final class MatmulI8 {
             }
         }
         int o = t * rows + r;
-        out[o] = t0.reduceLanes(VectorOperators.ADD);
-        out[o + 1] = t1.reduceLanes(VectorOperators.ADD);
-        out[o + 2] = t2.reduceLanes(VectorOperators.ADD);
-        out[o + 3] = t3.reduceLanes(VectorOperators.ADD);
+        t0.intoArray(sc, 0);
+        out[o] = VectorMath.sumLanes(sc, 0);
+        t1.intoArray(sc, L);
+        out[o + 1] = VectorMath.sumLanes(sc, L);
+        t2.intoArray(sc, 2 * L);
+        out[o + 2] = VectorMath.sumLanes(sc, 2 * L);
+        t3.intoArray(sc, 3 * L);
+        out[o + 3] = VectorMath.sumLanes(sc, 3 * L);
     }
 
     /** One weight row against one x row, group % L == 0. */
     private static float rowDot(float[] x, int xOff, MemorySegment w, long wOff, float[] scales, int sOff, int ng,
                                 int group) {
+        float[] sc = VectorMath.scratch();   // lane sums in a fixed order: see VectorMath
         FloatVector tot = FloatVector.zero(VectorKernels.F);
         int c = 0;
         for (int g = 0; g < ng; g++) {
@@ -221,33 +244,36 @@ final class MatmulI8 {
             }
             tot = a.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
         }
-        return tot.reduceLanes(VectorOperators.ADD);
+        tot.intoArray(sc, 0);
+        return VectorMath.sumLanes(sc, 0);
     }
 
     /** One weight row against one x row for any group size: per group, whole vectors then a scalar tail. */
     private static float rowDotAny(float[] x, int xOff, MemorySegment w, long wOff, float[] scales, int sOff, int cols,
                                    int group) {
+        float[] sc = VectorMath.scratch();   // lane sums in a fixed order: see VectorMath
         FloatVector tot = FloatVector.zero(VectorKernels.F);
         float tail = 0f;
         int ng = cols / group;
         for (int g = 0; g < ng; g++) {
             int c = g * group, end = c + group;
-            float sc = scales[sOff + g];
+            float gs = scales[sOff + g];
             if (group >= L) {
                 FloatVector a = FloatVector.zero(VectorKernels.F);
                 for (; c + L <= end; c += L) {
                     FloatVector wv18 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
                     a = wv18.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
                 }
-                tot = a.fma(FloatVector.broadcast(VectorKernels.F, sc), tot);
+                tot = a.fma(FloatVector.broadcast(VectorKernels.F, gs), tot);
             }
             float s = 0f;
             for (; c < end; c++) {
                 s += q(w, wOff + c) * x[xOff + c];
             }
-            tail += s * sc;
+            tail += s * gs;
         }
-        return tot.reduceLanes(VectorOperators.ADD) + tail;
+        tot.intoArray(sc, 0);
+        return VectorMath.sumLanes(sc, 0) + tail;
     }
 
     /** Row {@code row} dequantized into {@code out[outOff..]}: q * scale, rounded once, as {@link Matrix#get}. */
