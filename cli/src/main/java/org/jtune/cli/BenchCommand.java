@@ -45,6 +45,18 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--no-machine", description = "skip measuring the machine's bandwidth and FMA peak")
     boolean noMachine;
 
+    @Option(names = "--train", paramLabel = "lora|full", description = "measure training steps instead of generation")
+    String train;
+
+    @Option(names = "--train-batch", defaultValue = "4", paramLabel = "N", description = "sequences per training step (default ${DEFAULT-VALUE})")
+    int trainBatch;
+
+    @Option(names = "--train-length", defaultValue = "256", paramLabel = "N", description = "tokens per sequence (default ${DEFAULT-VALUE})")
+    int trainLength;
+
+    @Option(names = "--train-steps", defaultValue = "3", paramLabel = "N", description = "measured steps after one warm-up step (default ${DEFAULT-VALUE})")
+    int trainSteps;
+
     @Spec
     CommandSpec spec;
 
@@ -55,6 +67,12 @@ final class BenchCommand implements Callable<Integer> {
         }
         PrintWriter out = spec.commandLine().getOut();
         WorkerPool pool = WorkerPool.shared();
+        if (train != null) {
+            TrainingBench.run(model, train, trainBatch, trainLength, trainSteps, out);
+            out.printf("memory    peak RSS %s%n", peakRss());
+            out.flush();
+            return 0;
+        }
         try (Engine engine = Engine.load(model)) {
             LanguageModel m = engine.model();
             ModelInfo info = m.info();
@@ -112,7 +130,7 @@ final class BenchCommand implements Callable<Integer> {
         return 0;
     }
 
-    private static String peakRss() throws IOException {
+    static String peakRss() throws IOException {
         Path status = Path.of("/proc/self/status");
         if (!Files.exists(status)) {
             return "n/a";

@@ -2,9 +2,11 @@ package org.jtune.autograd;
 
 import java.util.Collections;
 import java.util.IdentityHashMap;
+import java.util.Map;
 import java.util.Set;
 import org.jtune.kernel.Kernels;
 import org.jtune.kernel.Matrix;
+import org.jtune.kernel.WorkerPool;
 import org.jtune.model.Activation;
 import org.jtune.model.DecoderState;
 import org.jtune.model.InferenceOps;
@@ -24,6 +26,11 @@ public final class TrainingOps implements Ops {
     private final InferenceOps forward;
     private final Tape tape;
     private final Set<float[]> trainable = Collections.newSetFromMap(new IdentityHashMap<>());
+
+    // W^T of each weight matrix, so both backward products run on the tuned forward matmul kernel.
+    // Frozen weights are transposed once; trainable masters change every step and are redone then.
+    private final Map<Matrix, Matrix> transposed = new IdentityHashMap<>();
+    private final Map<Matrix, Long> transposedAt = new IdentityHashMap<>();
 
     public TrainingOps(Kernels kernels, Tape tape) {
         this.k = kernels;
@@ -49,10 +56,46 @@ public final class TrainingOps implements Ops {
         this.dropoutSeed = seed;
     }
 
-    /** Tells the ops which optimizer step the next forwards belong to (dropout masks depend on it). */
+    /** Tells the ops which optimizer step the next forwards belong to (dropout masks, stale transposes). */
     public void step(long s) {
         this.step = s;
         this.call = 0;
+    }
+
+    /** W^T in W's dtype (I8 becomes f32), cached; a trainable master's copy is refreshed once per step. */
+    private Matrix transposeOf(Matrix w) {
+        Matrix t = transposed.get(w);
+        boolean stale = t != null && master(w) != null && transposedAt.get(w) != step;
+        if (t == null || stale) {
+            t = Matrices.transpose(w, t);
+            transposed.put(w, t);
+            transposedAt.put(w, step);
+        }
+        return t;
+    }
+
+    /** dx (n, w.cols) += dy (n, w.rows) W, on the forward kernel: dy (W^T)^T. */
+    private void backwardInput(float[] dx, float[] dy, Matrix w, int n) {
+        if ((long) w.rows() * w.cols() < 4096) {       // LoRA factors and other small matrices
+            k.matmulBackwardInput(dx, dy, w, n);
+            return;
+        }
+        float[] tmp = new float[n * w.cols()];
+        k.matmul(tmp, dy, transposeOf(w), n);
+        k.axpy(dx, 0, 1f, tmp, 0, n * w.cols());
+    }
+
+    /** dw (rows, cols) += dy^T x, on the forward kernel: rows of dy^T against rows of x^T. */
+    private void backwardWeight(float[] dw, float[] dy, float[] x, int n, int rows, int cols) {
+        if ((long) rows * cols < 4096 || n < 4) {
+            k.matmulBackwardWeight(dw, dy, x, n, rows, cols);
+            return;
+        }
+        float[] dyT = Matrices.transpose(dy, n, rows);
+        float[] xT = Matrices.transpose(x, n, cols);
+        float[] tmp = new float[rows * cols];
+        k.matmul(tmp, dyT, Linear.f32View(xT, cols, n), rows);
+        k.axpy(dw, 0, 1f, tmp, 0, rows * cols);
     }
 
     /** Per-element input scale of the LoRA branch: 0 (dropped) or 1/(1-p); null without dropout. */
@@ -160,9 +203,9 @@ public final class TrainingOps implements Ops {
         tape.record(() -> {
             float[] dOut = tape.grad(out);
             float[] dX = tape.grad(x);
-            k.matmulBackwardInput(dX, dOut, l.weight(), n);
+            backwardInput(dX, dOut, l.weight(), n);
             if (w != null) {
-                k.matmulBackwardWeight(tape.grad(w), dOut, x, n, outF, in);
+                backwardWeight(tape.grad(w), dOut, x, n, outF, in);
             }
             if (isTrainable(bias)) {
                 float[] dB = tape.grad(bias);
@@ -357,36 +400,52 @@ public final class TrainingOps implements Ops {
         DecoderState.Dims d = s.dims;
         float[] keys = s.cache.keys[layer], values = s.cache.values[layer];
         tape.record(() -> {
-            int heads = d.numHeads(), hd = d.headDim(), group = heads / d.numKvHeads(), qd = d.qDim(), kvd = d.kvDim();
+            int kvd = d.kvDim();
             float[] dAtt = tape.grad(a.att), dQ = tape.grad(a.q);
             float[] dKeys = tape.grad(keys), dValues = tape.grad(values);
-            float[] p = new float[start + n];
-            for (int t = 0; t < n; t++) {
-                int len = start + t + 1;
-                for (int head = 0; head < heads; head++) {
-                    int qo = t * qd + head * hd, kvo = (head / group) * hd;
-                    for (int j = 0; j < len; j++) {                 // recompute the probabilities
-                        p[j] = scale * k.dot(a.q, qo, keys, j * kvd + kvo, hd);
-                    }
-                    k.softmax(p, 0, len);
-                    double sum = 0;                                 // dS_j = p_j (dP_j - sum_i p_i dP_i), dP_j = dAtt . v_j
-                    float[] dP = new float[len];
-                    for (int j = 0; j < len; j++) {
-                        dP[j] = k.dot(dAtt, qo, values, j * kvd + kvo, hd);
-                        sum += (double) p[j] * dP[j];
-                    }
-                    for (int j = 0; j < len; j++) {
-                        float dS = p[j] * (dP[j] - (float) sum) * scale;
-                        k.axpy(dQ, qo, dS, keys, j * kvd + kvo, hd);
-                        k.axpy(dKeys, j * kvd + kvo, dS, a.q, qo, hd);
-                        k.axpy(dValues, j * kvd + kvo, p[j], dAtt, qo, hd);
-                    }
+            // parallel over kv heads: each owns its query heads' dQ columns and its own dK/dV columns
+            WorkerPool.shared().run(d.numKvHeads(), (from, to) -> {
+                for (int kvHead = from; kvHead < to; kvHead++) {
+                    attentionBackward(d, a, keys, values, dAtt, dQ, dKeys, dValues, kvHead, start, n, scale);
                 }
-            }
+            });
             // the append: new rows of the cache came from k and v
             k.axpy(tape.grad(a.k), 0, 1f, dKeys, start * kvd, n * kvd);
             k.axpy(tape.grad(a.v), 0, 1f, dValues, start * kvd, n * kvd);
         });
+    }
+
+    /**
+     * Backward of causal attention for the query heads reading one kv head, recomputing the
+     * probabilities: dS_j = p_j (dP_j - sum_i p_i dP_i) with dP_j = dAtt . v_j; then
+     * dQ += scale dS k, dK_j += scale dS_j q, dV_j += p_j dAtt.
+     */
+    private void attentionBackward(DecoderState.Dims d, DecoderState.LayerActs a, float[] keys, float[] values,
+                                   float[] dAtt, float[] dQ, float[] dKeys, float[] dValues, int kvHead, int start,
+                                   int n, float scale) {
+        int heads = d.numHeads(), hd = d.headDim(), group = heads / d.numKvHeads(), qd = d.qDim(), kvd = d.kvDim();
+        float[] p = new float[start + n], dP = new float[start + n];
+        int kvo = kvHead * hd;
+        for (int head = kvHead * group; head < (kvHead + 1) * group; head++) {
+            for (int t = 0; t < n; t++) {
+                int len = start + t + 1, qo = t * qd + head * hd;
+                for (int j = 0; j < len; j++) {
+                    p[j] = scale * k.dot(a.q, qo, keys, j * kvd + kvo, hd);
+                }
+                k.softmax(p, 0, len);
+                double sum = 0;
+                for (int j = 0; j < len; j++) {
+                    dP[j] = k.dot(dAtt, qo, values, j * kvd + kvo, hd);
+                    sum += (double) p[j] * dP[j];
+                }
+                for (int j = 0; j < len; j++) {
+                    float dS = p[j] * (dP[j] - (float) sum) * scale;
+                    k.axpy(dQ, qo, dS, keys, j * kvd + kvo, hd);
+                    k.axpy(dKeys, j * kvd + kvo, dS, a.q, qo, hd);
+                    k.axpy(dValues, j * kvd + kvo, p[j], dAtt, qo, hd);
+                }
+            }
+        }
     }
 
     @Override
