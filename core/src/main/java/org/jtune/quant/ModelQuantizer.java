@@ -49,6 +49,9 @@ public final class ModelQuantizer {
         try {
             Files.createDirectories(parent);
             tmp = Files.createTempDirectory(parent, "." + dst.getFileName() + ".tmp");
+            if (tmp.getFileSystem().supportedFileAttributeViews().contains("posix")) {   // temp dirs are 0700
+                Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+            }
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }

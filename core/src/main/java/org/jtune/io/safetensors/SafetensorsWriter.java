@@ -214,6 +214,7 @@ public final class SafetensorsWriter {
                 }
                 ch.force(true);
             }
+            readableByAll(tmp);
             Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             done = true;
         } catch (IOException e) {
@@ -244,6 +245,13 @@ public final class SafetensorsWriter {
             ch.force(true);
         } catch (IOException | UnsupportedOperationException ignored) {
             // best effort, see above
+        }
+    }
+
+    /** Temp files are created owner-only (0600); the finished file gets the usual 0644 where POSIX permissions exist. */
+    static void readableByAll(Path file) throws IOException {
+        if (file.getFileSystem().supportedFileAttributeViews().contains("posix")) {
+            Files.setPosixFilePermissions(file, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
         }
     }
 }
