@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 /** The {@code jtune} command: one subcommand per job. User errors print one clear line, not a stack trace. */
 @Command(name = "jtune", mixinStandardHelpOptions = true, version = "jtune 0.1.0",
         description = "Load, run, fine-tune and quantize Hugging Face language models on the JVM.",
-        subcommands = {GenerateCommand.class, ChatCommand.class, InfoCommand.class, ScoreCommand.class, RandomModelCommand.class, BenchCommand.class, QuantizeCommand.class, FinetuneCommand.class, MergeCommand.class,
+        subcommands = {GenerateCommand.class, ChatCommand.class, InfoCommand.class, ScoreCommand.class, RandomModelCommand.class, BenchCommand.class, QuantizeCommand.class, FinetuneCommand.class, MergeCommand.class, EvalCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main {
     public static void main(String[] args) {
