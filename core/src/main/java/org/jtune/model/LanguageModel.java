@@ -34,6 +34,14 @@ public interface LanguageModel extends AutoCloseable {
     /** Every tensor with its checkpoint name, as loaded (what quantization rewrites and full fine-tuning trains). */
     WeightLoader.Inventory weights();
 
+    /**
+     * The groups of linear layers SmoothQuant may smooth, with what each smoothing folds into; empty
+     * for families where it is not implemented (they are quantized without smoothing).
+     */
+    default java.util.List<SmoothGroup> smoothGroups() {
+        return java.util.List.of();
+    }
+
     /** The output projection (vocab, hidden-or-embed), applied to the tokens whose logits are wanted. */
     org.jtune.kernel.Matrix outputHead();
 

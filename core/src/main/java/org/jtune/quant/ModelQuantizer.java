@@ -96,7 +96,7 @@ public final class ModelQuantizer {
         }
     }
 
-    private static MemorySegment transpose(MemorySegment rowMajor, int rows, int cols) {
+    static MemorySegment transpose(MemorySegment rowMajor, int rows, int cols) {
         byte[] t = new byte[rows * cols];
         for (int r = 0; r < rows; r++) {
             for (int c = 0; c < cols; c++) {
@@ -107,7 +107,7 @@ public final class ModelQuantizer {
     }
 
     /** Tokenizer, generation config and the like: every file except weights and config.json. */
-    private static void copySideFiles(Path src, Path dst) throws IOException {
+    static void copySideFiles(Path src, Path dst) throws IOException {
         try (Stream<Path> s = Files.list(src)) {
             for (Path p : s.toList()) {
                 String n = p.getFileName().toString();
@@ -119,7 +119,7 @@ public final class ModelQuantizer {
         }
     }
 
-    private static void deleteQuietly(Path dir) {
+    static void deleteQuietly(Path dir) {
         try (Stream<Path> s = Files.walk(dir)) {
             s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
         } catch (IOException ignored) {

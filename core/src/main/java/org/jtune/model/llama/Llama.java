@@ -182,6 +182,34 @@ public final class Llama implements LanguageModel {
         return weights;
     }
 
+    /**
+     * Per layer: input norm -> q,k,v; v_proj -> o_proj (attention averages values linearly; query
+     * head h reads kv head h / group); post-attention norm -> gate, up; up_proj -> down_proj (the
+     * SwiGLU product is linear in up). All four fold exactly.
+     */
+    @Override
+    public java.util.List<org.jtune.model.SmoothGroup> smoothGroups() {
+        java.util.List<org.jtune.model.SmoothGroup> groups = new java.util.ArrayList<>();
+        int hd = cfg.headDim, group = cfg.numHeads / cfg.numKvHeads;
+        int[] headToKv = new int[cfg.qDim()];
+        for (int c = 0; c < headToKv.length; c++) {
+            headToKv[c] = (c / hd / group) * hd + c % hd;
+        }
+        for (int l = 0; l < layers.length; l++) {
+            Layer L = layers[l];
+            String p = "model.layers." + l + ".";
+            groups.add(new org.jtune.model.SmoothGroup(p + "input_layernorm", L.inputNorm, null, null,
+                    java.util.List.of(L.q, L.k, L.v), null));
+            groups.add(new org.jtune.model.SmoothGroup(p + "self_attn.v_proj->o_proj", null, null, L.v,
+                    java.util.List.of(L.o), headToKv));
+            groups.add(new org.jtune.model.SmoothGroup(p + "post_attention_layernorm", L.postNorm, null, null,
+                    java.util.List.of(L.gate, L.up), null));
+            groups.add(new org.jtune.model.SmoothGroup(p + "mlp.up_proj->down_proj", null, null, L.up,
+                    java.util.List.of(L.down), null));
+        }
+        return groups;
+    }
+
     @Override
     public Matrix outputHead() {
         return lmHead;
