@@ -14,6 +14,7 @@ public final class Linear {
     private final String module;
     private final Matrix weight;
     private final float[] bias;
+    private final float[] actScale;   // W8A8: {scale} static, {} dynamic per token; null: float activations
     private Lora lora;
 
     /** LoRA factors over live f32 arrays (training updates them in place); the matrices view those arrays. */
@@ -28,9 +29,15 @@ public final class Linear {
     }
 
     public Linear(String module, Matrix weight, float[] bias) {
+        this(module, weight, bias, null);
+    }
+
+    /** A W8A8 layer: int8 per-channel weights and int8 inputs ({@code actScale} {s} static, {} per token). */
+    public Linear(String module, Matrix weight, float[] bias, float[] actScale) {
         this.module = module;
         this.weight = weight;
         this.bias = bias;
+        this.actScale = actScale;
         if (bias != null && bias.length != weight.rows()) {
             throw new IllegalArgumentException(module + ": bias of " + bias.length + " for " + weight.rows() + " outputs");
         }
@@ -57,6 +64,11 @@ public final class Linear {
         return lora;
     }
 
+    /** Input quantization of a W8A8 layer: one static scale, empty for per-token scales, null for float inputs. */
+    public float[] actScale() {
+        return actScale;
+    }
+
     /** Attaches (or with null, detaches) a LoRA adapter; its shapes must fit this layer. */
     public void attach(Lora l) {
         if (l != null && (l.aMatrix.cols() != inFeatures() || l.bMatrix.rows() != outFeatures())) {
@@ -76,12 +88,23 @@ public final class Linear {
 
     /** HF {@code nn.Linear} at {@code prefix + "weight"} ({@code [out, in]}) and, if {@code hasBias}, {@code prefix + "bias"}. */
     public static Linear load(WeightLoader w, String prefix, int out, int in, boolean hasBias) {
-        return new Linear(modulePath(prefix), w.matrix(prefix + "weight", out, in), hasBias ? w.vector(prefix + "bias", out) : null);
+        return new Linear(modulePath(prefix), w.matrix(prefix + "weight", out, in), hasBias ? w.vector(prefix + "bias", out) : null,
+                actScale(w, prefix));
     }
 
     /** HF {@code Conv1D} (GPT-2): weight stored {@code [in, out]}, transposed once here at load time. */
     public static Linear loadConv1D(WeightLoader w, String prefix, int out, int in) {
-        return new Linear(modulePath(prefix), w.matrixTransposed(prefix + "weight", out, in), w.vector(prefix + "bias", out));
+        return new Linear(modulePath(prefix), w.matrixTransposed(prefix + "weight", out, in), w.vector(prefix + "bias", out),
+                actScale(w, prefix));
+    }
+
+    /** The layer's W8A8 input scale per the model's quantization (see docs/formats.md). */
+    private static float[] actScale(WeightLoader w, String prefix) {
+        return switch (w.options().activations()) {
+            case NONE -> null;
+            case DYNAMIC -> new float[0];
+            case STATIC -> w.vector(prefix + "act_scale", 1);
+        };
     }
 
     private static String modulePath(String prefix) {

@@ -46,6 +46,20 @@ public final class ModelRegistry {
                         + "; jtune supports " + supportedModelTypes()));
     }
 
+    /** A W8A8 model's activation quantization, from {@code quantization_config.activations}. */
+    static WeightLoader.ActivationQuant activationQuant(HfConfig cfg) {
+        var qc = cfg.getObject("quantization_config");
+        if (qc.isEmpty() || !qc.get().has("activations")) {
+            return WeightLoader.ActivationQuant.NONE;
+        }
+        String a = qc.get().get("activations").asText();
+        return switch (a) {
+            case "static" -> WeightLoader.ActivationQuant.STATIC;
+            case "dynamic" -> WeightLoader.ActivationQuant.DYNAMIC;
+            default -> throw cfg.unsupported("quantization_config.activations", "\"" + a + "\"", "expected static or dynamic");
+        };
+    }
+
     /** Loads config.json and the safetensors weights of a Hugging Face model directory, for inference. */
     public static LanguageModel load(Path modelDir) {
         return load(modelDir, WeightLoader.Options.INFERENCE);
@@ -58,6 +72,10 @@ public final class ModelRegistry {
         }
         HfConfig cfg = HfConfig.load(modelDir);
         Family family = familyOf(cfg);
+        options = options.withActivations(activationQuant(cfg));
+        if (options.trainable() && options.activations() != WeightLoader.ActivationQuant.NONE) {
+            throw new JTuneException(modelDir + " is a W8A8 quantized model; fine-tune the original model instead");
+        }
         WeightFiles files = WeightFiles.open(modelDir);
         try {
             return family.loader().load(cfg, files, options);

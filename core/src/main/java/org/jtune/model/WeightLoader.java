@@ -29,10 +29,24 @@ public final class WeightLoader {
     private final Map<String, Long> bytesByDtype = new LinkedHashMap<>();
     private long parameters;
 
-    /** How to load: {@code trainable} gives every weight matrix an f32 master copy on the heap (full fine-tuning). */
-    public record Options(boolean trainable) {
-        public static final Options INFERENCE = new Options(false);
-        public static final Options TRAINABLE = new Options(true);
+    /** Whether linear layers quantize their inputs to int8 (W8A8 models): with scales from calibration, or per token. */
+    public enum ActivationQuant { NONE, STATIC, DYNAMIC }
+
+    /**
+     * How to load: {@code trainable} gives every weight matrix an f32 master copy on the heap (full
+     * fine-tuning); {@code activations} comes from a W8A8 model's quantization_config.
+     */
+    public record Options(boolean trainable, ActivationQuant activations) {
+        public static final Options INFERENCE = new Options(false, ActivationQuant.NONE);
+        public static final Options TRAINABLE = new Options(true, ActivationQuant.NONE);
+
+        public Options withActivations(ActivationQuant a) {
+            return new Options(trainable, a);
+        }
+    }
+
+    public Options options() {
+        return options;
     }
 
     private final Options options;
