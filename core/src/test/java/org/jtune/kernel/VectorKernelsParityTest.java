@@ -117,6 +117,56 @@ class VectorKernelsParityTest {
         }
     }
 
+    /** Prefill-sized token counts take MatmulPacked (tokens >= PACK_MIN_TOKENS): odd token, row and column counts, every dtype. */
+    @Test
+    void packedPrefillMatmulMatchesScalarForAllDtypes() {
+        Random rnd = new Random(4);
+        int[][] shapes = {{1, 1}, {7, 17}, {13, 65}, {9, 96}, {67, 257}, {16, 1024}};
+        for (DType dt : new DType[] {DType.F32, DType.BF16, DType.F16, DType.I8}) {
+            for (boolean offHeap : new boolean[] {false, true}) {
+                for (int[] shape : shapes) {
+                    int rows = shape[0], cols = shape[1];
+                    int group = dt == DType.I8 ? i8Groups(cols)[i8Groups(cols).length - 1] : 0;
+                    Matrix w = dt == DType.I8 ? TestMatrices.i8Matrix(rnd, rows, cols, group, offHeap)
+                            : TestMatrices.matrix(rnd, dt, rows, cols, offHeap);
+                    for (int tokens : new int[] {VectorKernels.PACK_MIN_TOKENS, 17, 31, 33, 64, 70}) {
+                        float[] x = TestMatrices.randomFloats(rnd, tokens * cols);
+                        float[] e = new float[tokens * rows], a = new float[tokens * rows];
+                        REF.matmul(e, x, w, tokens);
+                        VEC.matmul(a, x, w, tokens);
+                        assertMatmulClose(e, a, x, w, tokens, dt + (offHeap ? " off-heap" : " heap") + " " + rows + "x"
+                                + cols + (dt == DType.I8 ? " group " + group : "") + " t=" + tokens);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void packedPrefillMatmulIsIdenticalForOneTwoAndThreeThreads() {
+        Random rnd = new Random(5);
+        for (DType dt : new DType[] {DType.BF16, DType.I8}) {
+            Matrix w = dt == DType.I8 ? TestMatrices.i8Matrix(rnd, 203, 512, 32, true)
+                    : TestMatrices.matrix(rnd, dt, 203, 517, true);
+            int cols = w.cols();
+            for (int tokens : new int[] {40, 77}) {
+                float[] x = TestMatrices.randomFloats(rnd, tokens * cols);
+                float[] first = null;
+                for (int threads = 1; threads <= 3; threads++) {
+                    try (WorkerPool p = new WorkerPool(threads)) {
+                        float[] out = new float[tokens * 203];
+                        new VectorKernels(p).matmul(out, x, w, tokens);
+                        if (first == null) {
+                            first = out;
+                        } else {
+                            assertArrayEquals(first, out, dt + " tokens=" + tokens + " threads=" + threads);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /** Group sizes to test for a width: per channel, then 32, 16, 8 where they divide it. */
     static int[] i8Groups(int cols) {
         return java.util.stream.IntStream.of(cols, 32, 16, 8).filter(g -> g <= cols && cols % g == 0).distinct().toArray();
