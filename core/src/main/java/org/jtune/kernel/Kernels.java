@@ -16,6 +16,16 @@ public interface Kernels {
      */
     void matmul(float[] out, float[] x, Matrix w, int tokens);
 
+    /**
+     * W8A8 integer matmul: {@code out[t, r] = (sum_c qx[t, c] * qw[r, c]) * actScale[t or 0] * wScale[r]} where
+     * w is I8 with one scale per output channel (group size == cols, cols <= {@value W8A8#MAX_COLS}),
+     * {@code qx = clamp(round(x / actScale), -127, 127)} with one scale ({@code actScale.length == 1}) or one per
+     * token (any other length >= tokens, the first {@code tokens} used; see {@link W8A8#dynamicActScales}), and the
+     * sum is exact int32.
+     * Every implementation gives bit-identical results. out (tokens, w.rows), x (tokens, w.cols).
+     */
+    void matmulW8A8(float[] out, float[] x, Matrix w, int tokens, float[] actScale);
+
     /** {@code sum_i a[aOff + i] * b[bOff + i]}, i < n. */
     float dot(float[] a, int aOff, float[] b, int bOff, int n);
 

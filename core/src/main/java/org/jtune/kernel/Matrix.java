@@ -13,16 +13,44 @@ import org.jtune.io.safetensors.DType;
  *
  * <p>I8 matrices are weight-only quantized: element (r, c) is {@code data[r, c] * scales[r, c / groupSize]},
  * with {@code groupSize} dividing {@code cols} ({@code groupSize == cols}: one scale per output channel).
+ *
+ * <p>U8 matrices are int4 weight-only quantized: two 4-bit codes per byte, the low nibble holding the even
+ * column, so {@code data} has {@code rows * cols / 2} bytes ({@code cols} must be even). Element (r, c) is
+ * {@code (n - z) * scale} where n in [0, 15] is the nibble, scale is {@code scales[r, c / groupSize]} and z is
+ * {@code zeros[r, c / groupSize]} (asymmetric: integers 0..15 held as floats) or 8 when {@code zeros} is
+ * null (symmetric: the nibble is the signed code plus 8, as llama.cpp's Q4_0). The tag U8 is what the
+ * tensor is on disk; {@link #isInt4()} names it.
  */
-public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[] scales, int groupSize) {
+public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[] scales, int groupSize, float[] zeros) {
     static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
+    /** The zero point of symmetric int4 groups: nibble 8 is weight 0. */
+    public static final float INT4_SYMMETRIC_ZERO = 8f;
+
     public Matrix {
-        if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16 && dtype != DType.I8) {
-            throw new IllegalArgumentException("weight matrices must be F32, F16, BF16 or I8, got " + dtype);
+        if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16 && dtype != DType.I8 && dtype != DType.U8) {
+            throw new IllegalArgumentException("weight matrices must be F32, F16, BF16, I8 or U8 (int4), got " + dtype);
         }
-        if (dtype == DType.I8) {
+        if (dtype == DType.U8) {
+            if (cols % 2 != 0) {
+                throw new IllegalArgumentException("int4 matrix " + rows + "x" + cols + " needs an even number of columns");
+            }
+            if (groupSize <= 0 || cols % groupSize != 0 || scales == null
+                    || scales.length != (long) rows * (cols / groupSize)
+                    || (zeros != null && zeros.length != scales.length)) {
+                throw new IllegalArgumentException("int4 matrix " + rows + "x" + cols + " needs group size dividing cols and "
+                        + "rows * cols / groupSize scales (and as many zero points, if any); got group " + groupSize + ", "
+                        + (scales == null ? "no" : scales.length) + " scales, "
+                        + (zeros == null ? "no" : zeros.length) + " zero points");
+            }
+            if (data.byteSize() != (long) rows * cols / 2) {
+                throw new IllegalArgumentException("int4 matrix " + rows + "x" + cols + " needs " + (long) rows * cols / 2
+                        + " bytes, segment has " + data.byteSize());
+            }
+        } else if (zeros != null) {
+            throw new IllegalArgumentException("only int4 (U8) matrices carry zero points");
+        } else if (dtype == DType.I8) {
             if (groupSize <= 0 || cols % groupSize != 0 || scales == null
                     || scales.length != (long) rows * (cols / groupSize)) {
                 throw new IllegalArgumentException("I8 matrix " + rows + "x" + cols + " needs group size dividing cols and "
@@ -30,9 +58,9 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
                         + (scales == null ? "no" : scales.length) + " scales");
             }
         } else if (scales != null) {
-            throw new IllegalArgumentException("only I8 matrices carry scales");
+            throw new IllegalArgumentException("only I8 and int4 matrices carry scales");
         }
-        if (data.byteSize() != (long) rows * cols * dtype.byteSize()) {
+        if (dtype != DType.U8 && data.byteSize() != (long) rows * cols * dtype.byteSize()) {
             throw new IllegalArgumentException("matrix " + rows + "x" + cols + " " + dtype + " needs "
                     + (long) rows * cols * dtype.byteSize() + " bytes, segment has " + data.byteSize());
         }
@@ -40,10 +68,25 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
 
     /** A matrix of a float dtype (no scales). */
     public Matrix(MemorySegment data, DType dtype, int rows, int cols) {
-        this(data, dtype, rows, cols, null, 0);
+        this(data, dtype, rows, cols, null, 0, null);
     }
 
-    /** Number of scale groups per row (I8 only). */
+    /** An I8 matrix with group scales (or a float matrix: scales null, groupSize 0). */
+    public Matrix(MemorySegment data, DType dtype, int rows, int cols, float[] scales, int groupSize) {
+        this(data, dtype, rows, cols, scales, groupSize, null);
+    }
+
+    /** An int4 matrix: packed nibbles {@code [rows, cols / 2]}, group scales, zero points or null (symmetric). */
+    public static Matrix int4(MemorySegment packed, int rows, int cols, float[] scales, int groupSize, float[] zeros) {
+        return new Matrix(packed, DType.U8, rows, cols, scales, groupSize, zeros);
+    }
+
+    /** Whether this is a packed int4 matrix (dtype tag U8). */
+    public boolean isInt4() {
+        return dtype == DType.U8;
+    }
+
+    /** Number of scale groups per row (I8 and int4 only). */
     public int groupsPerRow() {
         return cols / groupSize;
     }
@@ -65,12 +108,18 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
             case BF16 -> Float.intBitsToFloat(data.getAtIndex(I16, i) << 16);
             case F16 -> Float.float16ToFloat(data.getAtIndex(I16, i));
             case I8 -> data.get(ValueLayout.JAVA_BYTE, i) * scales[r * (cols / groupSize) + c / groupSize];
+            case U8 -> {
+                int b = data.get(ValueLayout.JAVA_BYTE, i >> 1);
+                int n = (c & 1) == 0 ? b & 0xF : (b >> 4) & 0xF;
+                int g = r * (cols / groupSize) + c / groupSize;
+                yield (n - (zeros == null ? INT4_SYMMETRIC_ZERO : zeros[g])) * scales[g];
+            }
             default -> throw new AssertionError(dtype);
         };
     }
 
-    /** Bytes a pass over the matrix reads: the weights plus their scales. */
+    /** Bytes a pass over the matrix reads: the weights plus their scales (and zero points). */
     public long byteSize() {
-        return data.byteSize() + (scales == null ? 0 : 4L * scales.length);
+        return data.byteSize() + (scales == null ? 0 : 4L * scales.length) + (zeros == null ? 0 : 4L * zeros.length);
     }
 }

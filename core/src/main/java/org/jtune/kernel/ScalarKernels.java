@@ -26,6 +26,11 @@ public final class ScalarKernels implements Kernels {
     }
 
     @Override
+    public void matmulW8A8(float[] out, float[] x, Matrix w, int tokens, float[] actScale) {
+        W8A8.reference(out, x, w, tokens, actScale);
+    }
+
+    @Override
     public float dot(float[] a, int aOff, float[] b, int bOff, int n) {
         float acc = 0f;
         for (int i = 0; i < n; i++) {

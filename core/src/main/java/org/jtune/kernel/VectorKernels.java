@@ -38,6 +38,9 @@ import org.jtune.io.safetensors.DType;
  * exponent 112 too small (for f16 subnormals, an f32 subnormal with the right mantissa), so multiplying
  * by 2^112 gives the exact value; lanes with exponent 31 get the f32 inf/NaN exponent or-ed in first.
  * This is exact for all 65536 inputs (see the parity test) and costs a few integer ops per vector.
+ *
+ * <p>Int4 weights ({@link Matrix#isInt4()}) go to {@link MatmulI4} and the W8A8 integer matmul to
+ * {@link MatmulW8A8}, each with its own reusable task.
  */
 public final class VectorKernels implements Kernels {
     static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
@@ -71,6 +74,8 @@ public final class VectorKernels implements Kernels {
     private final MatmulTask task = new MatmulTask();
     /** Packed x for {@link MatmulPacked}, grown on demand (prefill only), guarded by task's monitor. */
     private float[] packed = new float[0];
+    private final MatmulI4.Task i4Task = new MatmulI4.Task();
+    private final MatmulW8A8.Task w8a8Task = new MatmulW8A8.Task();
 
     public VectorKernels(WorkerPool pool) {
         this.pool = pool;
@@ -92,6 +97,10 @@ public final class VectorKernels implements Kernels {
                     + (long) tokens * rows + ", got " + x.length + " and " + out.length);
         }
         if (tokens == 0 || rows == 0) {
+            return;
+        }
+        if (w.isInt4()) {
+            MatmulI4.matmul(pool, i4Task, out, x, w, tokens);
             return;
         }
         int dt = dtypeCode(w.dtype());
@@ -203,6 +212,11 @@ public final class VectorKernels implements Kernels {
         }
     }
 
+    @Override
+    public void matmulW8A8(float[] out, float[] x, Matrix w, int tokens, float[] actScale) {
+        MatmulW8A8.matmul(pool, w8a8Task, out, x, w, tokens, actScale);
+    }
+
     static float f32At(MemorySegment w, long off) {
         return w.get(F32, off);
     }
@@ -227,6 +241,7 @@ public final class VectorKernels implements Kernels {
             case BF16 -> MatmulBF16.gather(out, outOff, m.data(), row, cols);
             case F16 -> MatmulF16.gather(out, outOff, m.data(), row, cols);
             case I8 -> MatmulI8.gather(out, outOff, m.data(), m.scales(), m.groupSize(), row, cols);
+            case U8 -> MatmulI4.gather(out, outOff, m.data(), m.scales(), m.zeros(), m.groupSize(), row, cols);
             default -> throw new IllegalArgumentException("unsupported weight dtype " + m.dtype());
         }
     }

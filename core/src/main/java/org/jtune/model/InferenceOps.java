@@ -11,6 +11,7 @@ public final class InferenceOps implements Ops {
     private final Kernels k;
     private float[] loraScratch = new float[0];   // (maxChunk, rank) of an attached LoRA
     private float[] rowScratch = new float[0];    // (cols) one position-table row
+    private float[] actScratch = new float[0];    // (tokens) per-token activation scales of a W8A8 layer
 
     public InferenceOps(Kernels kernels) {
         this.k = kernels;
@@ -39,7 +40,18 @@ public final class InferenceOps implements Ops {
 
     @Override
     public void linear(float[] out, float[] x, Linear l, int n) {
-        k.matmul(out, x, l.weight(), n);
+        float[] act = l.actScale();
+        if (act == null) {
+            k.matmul(out, x, l.weight(), n);
+        } else if (act.length == 1) {
+            k.matmulW8A8(out, x, l.weight(), n, act);
+        } else {
+            if (actScratch.length < Math.max(2, n)) {   // length >= 2 always means per-token scales
+                actScratch = new float[Math.max(2, n)];
+            }
+            org.jtune.kernel.W8A8.dynamicActScales(actScratch, x, n, l.inFeatures());
+            k.matmulW8A8(out, x, l.weight(), n, actScratch);
+        }
         float[] bias = l.bias();
         if (bias != null) {
             int d = l.outFeatures();

@@ -55,4 +55,30 @@ final class TestMatrices {
         }
         return new Matrix(seg, DType.I8, rows, cols, scales, group);
     }
+
+    /**
+     * An int4 matrix: random bytes (every nibble pattern), positive scales of varied magnitude and, when
+     * asymmetric, random integer zero points 0..15.
+     */
+    static Matrix i4Matrix(Random rnd, int rows, int cols, int group, boolean symmetric, boolean offHeap) {
+        long bytes = (long) rows * cols / 2;
+        MemorySegment seg = offHeap
+                ? Arena.ofAuto().allocate(bytes + 1, 8).asSlice(1, bytes)
+                : MemorySegment.ofArray(new byte[(int) bytes]);
+        for (long i = 0; i < bytes; i++) {
+            seg.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) rnd.nextInt(256));
+        }
+        float[] scales = new float[rows * (cols / group)];
+        for (int i = 0; i < scales.length; i++) {
+            scales[i] = (float) (Math.pow(10, rnd.nextDouble() * 2 - 3));
+        }
+        float[] zeros = null;
+        if (!symmetric) {
+            zeros = new float[scales.length];
+            for (int i = 0; i < zeros.length; i++) {
+                zeros[i] = rnd.nextInt(16);
+            }
+        }
+        return Matrix.int4(seg, rows, cols, scales, group, zeros);
+    }
 }

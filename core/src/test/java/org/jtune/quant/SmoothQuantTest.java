@@ -67,4 +67,34 @@ class SmoothQuantTest {
         assertThrows(JTuneException.class, () -> SmoothQuant.Options.fixed(1.5));
         assertThrows(JTuneException.class, () -> SmoothQuant.Options.fixed(-0.1));
     }
+
+    /** W8A8 with and without smoothing, static and dynamic activations: loads, runs, stays close to the float model. */
+    @Test
+    void w8a8ModelsLoadAndStayCloseToTheFloatModel(@TempDir Path tmp) {
+        List<int[]> samples = calibration(16);
+        int[] ids = samples.get(5);
+        try (LanguageModel base = ModelRegistry.load(REF)) {
+            float[] ref = logits(base, ids);
+            String[][] variants = {{"w8a8", "static"}, {"w8a8", "dynamic"}, {"smoothquant", "static"}};
+            for (String[] v : variants) {
+                SmoothQuant.Options opt = v[0].equals("w8a8") ? SmoothQuant.Options.noSmoothing() : SmoothQuant.Options.fixed(0.5);
+                Path out = tmp.resolve(v[0] + "-" + v[1]);
+                SmoothQuant.write(REF, out, base, SmoothQuant.plan(base, samples, opt), true, v[1].equals("dynamic"), v[0]);
+                try (LanguageModel q = ModelRegistry.load(out)) {
+                    assertTrue(q.linearLayers().stream().allMatch(l -> l.actScale() != null), "every layer W8A8");
+                    float[] got = logits(q, ids);
+                    double maxDiff = 0, maxRef = 0;
+                    for (int i = 0; i < ref.length; i++) {
+                        maxDiff = Math.max(maxDiff, Math.abs(ref[i] - got[i]));
+                        maxRef = Math.max(maxRef, Math.abs(ref[i]));
+                    }
+                    System.out.printf("%s %s: relative logits error %.3e%n", v[0], v[1], maxDiff / maxRef);
+                    assertTrue(maxDiff / maxRef < 0.1, v[0] + " " + v[1] + ": " + maxDiff / maxRef);
+                }
+                JTuneException again = assertThrows(JTuneException.class,
+                        () -> SmoothQuant.write(out, tmp.resolve("again"), base, SmoothQuant.plan(base, samples, opt), true, false, "w8a8"));
+                assertTrue(again.getMessage().contains("already quantized"), again.getMessage());
+            }
+        }
+    }
 }

@@ -1,0 +1,53 @@
+package org.jtune.kernel;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.management.ManagementFactory;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/** Decode (tokens = 1) with int4 weights and the W8A8 matmul allocates nothing on the caller: see {@link MatmulAllocationTest}. */
+class QuantMatmulAllocationTest {
+    interface Call {
+        void run();
+    }
+
+    static void assertNoAllocation(String what, Call call) {
+        com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        for (int i = 0; i < 20_000; i++) {
+            call.run();
+        }
+        long best = Long.MAX_VALUE;
+        for (int attempt = 0; attempt < 5 && best > 1024; attempt++) {
+            long before = mx.getCurrentThreadAllocatedBytes();
+            for (int i = 0; i < 1000; i++) {
+                call.run();
+            }
+            best = Math.min(best, mx.getCurrentThreadAllocatedBytes() - before);
+        }
+        assertTrue(best <= 1024, what + ": 1000 decode calls allocated " + best + " bytes on the caller");
+    }
+
+    @Test
+    void int4AndW8A8DecodeAllocateNothingOnTheCallingThreadAfterWarmUp() {
+        Random rnd = new Random(1);
+        try (WorkerPool pool = new WorkerPool(2)) {
+            VectorKernels k = new VectorKernels(pool);
+            float[] out = new float[259];
+            for (boolean symmetric : new boolean[] {true, false}) {
+                for (int group : new int[] {32, 128, 8}) {
+                    Matrix w = TestMatrices.i4Matrix(rnd, 259, 1024, group, symmetric, true);
+                    float[] x = TestMatrices.randomFloats(rnd, 1024);
+                    assertNoAllocation("int4 group " + group + (symmetric ? " sym" : " asym"), () -> k.matmul(out, x, w, 1));
+                }
+            }
+            Matrix w8 = TestMatrices.i8Matrix(rnd, 259, 1027, 1027, true);
+            float[] x = TestMatrices.randomFloats(rnd, 1027);
+            float[] s = new float[1];
+            assertNoAllocation("W8A8", () -> {
+                W8A8.dynamicActScales(s, x, 1, 1027);
+                k.matmulW8A8(out, x, w8, 1, s);
+            });
+        }
+    }
+}
