@@ -190,7 +190,7 @@ class QuantKernelsParityTest {
             assertThrows(IllegalArgumentException.class, () -> k.matmulW8A8(new float[2], new float[64], grouped, 1, new float[] {1f}));
             assertThrows(IllegalArgumentException.class, () -> k.matmulW8A8(new float[2], new float[64], Matrix.ofFloats(new float[128], 2, 64), 1, new float[] {1f}));
             assertThrows(IllegalArgumentException.class, () -> k.matmulW8A8(new float[1], new float[W8A8.MAX_COLS + 2], wide, 1, new float[] {1f}));
-            assertThrows(IllegalArgumentException.class, () -> k.matmulW8A8(new float[4], new float[128], ok, 2, new float[] {1f, 1f, 1f}));
+            assertThrows(IllegalArgumentException.class, () -> k.matmulW8A8(new float[6], new float[192], ok, 3, new float[] {1f, 1f}));
             assertThrows(IllegalArgumentException.class, () -> k.matmulW8A8(new float[2], new float[64], ok, 1, new float[] {0f}));
         }
     }
