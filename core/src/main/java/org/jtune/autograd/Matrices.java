@@ -5,7 +5,7 @@ import java.lang.foreign.MemorySegment;
 import org.jtune.io.safetensors.DType;
 import org.jtune.kernel.Matrix;
 
-/** Transposes for the backward pass: weights keep their dtype (I8 widens to f32), activations are plain arrays. */
+/** Transposes for the backward pass: weights keep their dtype (I8 and int4 widen to f32), activations are plain arrays. */
 final class Matrices {
     private Matrices() {
     }
@@ -13,7 +13,7 @@ final class Matrices {
     /** W^T; reuses {@code into}'s memory when it has the right shape (a refreshed trainable master). */
     static Matrix transpose(Matrix w, Matrix into) {
         int rows = w.rows(), cols = w.cols();
-        if (w.dtype() == DType.I8 || w.dtype() == DType.F32) {
+        if (w.dtype() == DType.I8 || w.dtype() == DType.U8 || w.dtype() == DType.F32) {
             float[] t = into != null && into.data().heapBase().orElse(null) instanceof float[] f && f.length == rows * cols
                     ? f : new float[rows * cols];
             for (int r = 0; r < rows; r++) {

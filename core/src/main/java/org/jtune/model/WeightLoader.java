@@ -88,10 +88,16 @@ public final class WeightLoader {
     public static final String SCALE_SUFFIX = "_scale";
 
     /**
-     * A 2-D weight {@code [rows, cols]} in its stored dtype (F32, F16, BF16, or I8 with its
-     * {@code <name>_scale} tensor), not copied.
+     * A 2-D weight {@code [rows, cols]} in its stored dtype (F32, F16, BF16, I8 with its
+     * {@code <name>_scale} tensor, or int4: U8 {@code [rows, cols / 2]} with scales and optional zero points),
+     * not copied.
      */
     public Matrix matrix(String name, int rows, int cols) {
+        if (isInt4(name)) {
+            Matrix m = trainableCopy(int4(name, rows, cols));
+            loaded.add(new Loaded(name, m, false));
+            return m;
+        }
         TensorInfo info = checked(name, new long[] {rows, cols});
         Matrix m = trainableCopy(withScales(name, info, files.data(name), rows, cols));
         loaded.add(new Loaded(name, m, false));
@@ -104,6 +110,11 @@ public final class WeightLoader {
      * pass never transposes. An I8 weight's scales are stored in the returned orientation.
      */
     public Matrix matrixTransposed(String name, int rows, int cols) {
+        if (isInt4(name)) {   // int4 is stored [out, in / 2] for every family; the flag still names HF's layout
+            Matrix m = trainableCopy(int4(name, rows, cols));
+            loaded.add(new Loaded(name, m, true));
+            return m;
+        }
         TensorInfo info = checked(name, new long[] {cols, rows});
         checkMatrixDtype(name, info);
         int size = info.dtype().byteSize();
@@ -153,11 +164,66 @@ public final class WeightLoader {
         return new Matrix(data, DType.I8, rows, cols, files.readFloats(scaleName), (int) (cols / s.shape()[1]));
     }
 
+    /** Suffix of the int4 zero-point tensor {@code [rows, groups]} (U8 or F32; absent when symmetric). */
+    public static final String ZERO_SUFFIX = "_zero";
+
+    private boolean isInt4(String name) {
+        return files.contains(name) && files.info(name).dtype() == DType.U8;
+    }
+
+    /**
+     * An int4 weight (see {@link Matrix}): U8 {@code [rows, cols / 2]} of packed nibbles in the loaded
+     * {@code [out, in]} orientation, whatever the family's HF layout; {@code <name>_scale} F32
+     * {@code [rows, groups]}; {@code <name>_zero} {@code [rows, groups]} when asymmetric.
+     */
+    private Matrix int4(String name, int rows, int cols) {
+        if (cols % 2 != 0) {
+            throw new JTuneException("int4 tensor " + name + " would need an even input width, config says " + cols);
+        }
+        boolean first = !used.contains(name);
+        checked(name, new long[] {rows, cols / 2});
+        if (first) {
+            parameters += (long) rows * cols / 2;   // two weights per byte
+        }
+        String scaleName = name + SCALE_SUFFIX, zeroName = name + ZERO_SUFFIX;
+        if (!files.contains(scaleName)) {
+            throw new JTuneException("int4 tensor " + name + " (U8) has no scale tensor " + scaleName
+                    + "; was it written by `jtune quantize --method int4-weight`?");
+        }
+        TensorInfo s = files.info(scaleName);
+        if (s.rank() != 2 || s.shape()[0] != rows || s.shape()[1] < 1 || cols % s.shape()[1] != 0) {
+            throw new JTuneException("scale tensor " + scaleName + " has shape " + Arrays.toString(s.shape())
+                    + "; expected [" + rows + ", groups] with groups dividing " + cols);
+        }
+        used.add(scaleName);
+        bytesByDtype.merge(s.dtype().name(), s.byteSize(), Long::sum);
+        float[] zeros = null;
+        if (files.contains(zeroName)) {
+            TensorInfo z = files.info(zeroName);
+            if (!Arrays.equals(z.shape(), s.shape())) {
+                throw new JTuneException("zero-point tensor " + zeroName + " has shape " + Arrays.toString(z.shape())
+                        + " but its scales have " + Arrays.toString(s.shape()));
+            }
+            if (z.dtype() == DType.U8) {
+                MemorySegment zs = files.data(zeroName);
+                zeros = new float[Math.toIntExact(z.numel())];
+                for (int i = 0; i < zeros.length; i++) {
+                    zeros[i] = Byte.toUnsignedInt(zs.get(java.lang.foreign.ValueLayout.JAVA_BYTE, i));
+                }
+            } else {
+                zeros = files.readFloats(zeroName);
+            }
+            used.add(zeroName);
+            bytesByDtype.merge(z.dtype().name(), z.byteSize(), Long::sum);
+        }
+        return Matrix.int4(files.data(name), rows, cols, files.readFloats(scaleName), (int) (cols / s.shape()[1]), zeros);
+    }
+
     private static void checkMatrixDtype(String name, TensorInfo info) {
         DType d = info.dtype();
         if (d != DType.F32 && d != DType.F16 && d != DType.BF16 && d != DType.I8) {
             throw new JTuneException("tensor " + name + " has dtype " + d
-                    + "; weight matrices must be F32, F16, BF16 or I8 (is this a quantized checkpoint of another tool?)");
+                    + "; weight matrices must be F32, F16, BF16, I8 or U8 (int4) (is this a quantized checkpoint of another tool?)");
         }
     }
 

@@ -27,7 +27,8 @@ import org.jtune.model.WeightLoader;
  * matrices the model family loads become I8 tensors (same names, same on-disk orientation) with a
  * {@code <name>_scale} f32 tensor {@code [out_features, in_features / group_size]}; norms, biases and
  * everything else are copied unchanged, and config.json gains a {@code quantization_config}
- * section (see docs/formats.md). The output appears atomically: it is built in a temporary
+ * section (see docs/formats.md). {@link #int4Weights} writes packed int4 the same way (U8 tensors, see
+ * {@link Int4Weights}). The output appears atomically: it is built in a temporary
  * directory beside the target and renamed at the end.
  */
 public final class ModelQuantizer {
@@ -36,6 +37,65 @@ public final class ModelQuantizer {
 
     /** Weight-only int8 with the given group size; 0 means one scale per output channel. */
     public static void int8Weights(Path src, Path dst, int groupSize) {
+        write(src, dst, "int8-weight", (w, name, info, l) -> {
+            Matrix m = l.matrix();
+            Matrix q = Int8Weights.quantize(m, groupSize == 0 ? m.cols() : groupSize);
+            MemorySegment bytes = l.transposedOnDisk() ? transpose(q.data(), m.rows(), m.cols()) : q.data();
+            w.add(name, DType.I8, info.shape(), bytes);
+            w.addFloats(name + WeightLoader.SCALE_SUFFIX, new long[] {m.rows(), q.groupsPerRow()}, q.scales());
+        }, qc -> {
+            qc.put("bits", 8);
+            qc.put("symmetric", true);
+            qc.put("group_size", groupSize);   // 0 = per output channel
+        });
+    }
+
+    /**
+     * Weight-only int4 (see {@link Int4Weights}) with group size 32, 64 or 128. Every matrix is stored U8
+     * {@code [out_features, in_features / 2]} in the loaded orientation, GPT-2's Conv1D weights included
+     * ({@code "layout": "out_in"} in the config), with {@code <name>_scale} F32 {@code [out, groups]} and,
+     * when asymmetric, {@code <name>_zero} U8 {@code [out, groups]}.
+     */
+    public static void int4Weights(Path src, Path dst, int groupSize, boolean symmetric) {
+        if (groupSize != 32 && groupSize != 64 && groupSize != 128) {
+            throw new JTuneException("int4 group size must be 32, 64 or 128, got " + groupSize);
+        }
+        write(src, dst, "int4-weight", (w, name, info, l) -> {
+            Matrix m = l.matrix();
+            if (m.cols() % groupSize != 0) {
+                throw new JTuneException("int4 group size " + groupSize + " does not divide the input width "
+                        + m.cols() + " of " + name + "; choose a group size that divides every layer's input size");
+            }
+            Matrix q = Int4Weights.quantize(m, groupSize, symmetric);
+            long[] gShape = {m.rows(), q.groupsPerRow()};
+            w.add(name, DType.U8, new long[] {m.rows(), m.cols() / 2}, q.data());
+            w.addFloats(name + WeightLoader.SCALE_SUFFIX, gShape, q.scales());
+            if (!symmetric) {
+                byte[] z = new byte[q.zeros().length];
+                for (int i = 0; i < z.length; i++) {
+                    z[i] = (byte) q.zeros()[i];
+                }
+                w.add(name + WeightLoader.ZERO_SUFFIX, DType.U8, gShape, MemorySegment.ofArray(z));
+            }
+        }, qc -> {
+            qc.put("bits", 4);
+            qc.put("symmetric", symmetric);
+            qc.put("group_size", groupSize);
+            qc.put("layout", "out_in");   // [out, in / 2] for every weight, low nibble = even input feature
+            if (!symmetric) {
+                qc.put("zero_suffix", WeightLoader.ZERO_SUFFIX);
+            }
+        });
+    }
+
+    /** Writes one loaded weight matrix (and its side tensors) in quantized form. */
+    private interface MatrixWriter {
+        void write(SafetensorsWriter w, String name, TensorInfo info, WeightLoader.Loaded loaded);
+    }
+
+    /** The shared model-directory writer: refuses quantized sources and existing outputs, builds atomically. */
+    private static void write(Path src, Path dst, String method, MatrixWriter writer,
+                              java.util.function.Consumer<ObjectNode> settings) {
         HfConfig cfg = HfConfig.load(src);
         if (cfg.has("quantization_config")) {
             throw new JTuneException(src + " is already quantized (config.json has quantization_config "
@@ -61,28 +121,22 @@ public final class ModelQuantizer {
                 matrices.put(l.name(), l);
             }
             SafetensorsWriter w = new SafetensorsWriter().metadata("format", "pt")
-                    .metadata("jtune_quantization", "int8-weight");
+                    .metadata("jtune_quantization", method);
             for (String name : files.names().stream().sorted().toList()) {
                 TensorInfo info = files.info(name);
                 WeightLoader.Loaded l = matrices.get(name);
                 if (l == null) {
                     w.add(name, info.dtype(), info.shape(), files.data(name));
-                    continue;
+                } else {
+                    writer.write(w, name, info, l);
                 }
-                Matrix m = l.matrix();
-                Matrix q = Int8Weights.quantize(m, groupSize == 0 ? m.cols() : groupSize);
-                MemorySegment bytes = l.transposedOnDisk() ? transpose(q.data(), m.rows(), m.cols()) : q.data();
-                w.add(name, DType.I8, info.shape(), bytes);
-                w.addFloats(name + WeightLoader.SCALE_SUFFIX, new long[] {m.rows(), q.groupsPerRow()}, q.scales());
             }
             w.write(tmp.resolve("model.safetensors"));
             ObjectNode config = cfg.json().deepCopy();
             ObjectNode qc = config.putObject("quantization_config");
             qc.put("quant_method", "jtune");
-            qc.put("method", "int8-weight");
-            qc.put("bits", 8);
-            qc.put("symmetric", true);
-            qc.put("group_size", groupSize);   // 0 = per output channel
+            qc.put("method", method);
+            settings.accept(qc);
             qc.put("scale_suffix", WeightLoader.SCALE_SUFFIX);
             Files.writeString(tmp.resolve("config.json"), config.toPrettyString());
             copySideFiles(src, tmp);

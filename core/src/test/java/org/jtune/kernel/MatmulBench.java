@@ -7,7 +7,7 @@ import org.jtune.io.safetensors.DType;
 /**
  * Rough throughput check, not a test and not a benchmark of record (that is the JMH module's job):
  * {@code java --add-modules jdk.incubator.vector -cp core/target/classes:core/target/test-classes
- * org.jtune.kernel.MatmulBench [rows cols [dtypes [i8group]]]}. Prints GB/s of weights streamed at decode and GFLOP/s
+ * org.jtune.kernel.MatmulBench [rows cols [dtypes [group]]]} (dtypes BF16, F32, F16, I8, I4 = int4 symmetric, I4A = int4 asymmetric). Prints GB/s of weights streamed at decode and GFLOP/s
  * for prefill-sized token blocks, plus bytes allocated per call on the calling thread.
  */
 public final class MatmulBench {
@@ -15,16 +15,16 @@ public final class MatmulBench {
         int rows = args.length > 0 ? Integer.parseInt(args[0]) : 2048;
         int cols = args.length > 1 ? Integer.parseInt(args[1]) : 2048;
         String[] dts = args.length > 2 ? args[2].split(",") : new String[] {"BF16", "F32", "F16", "I8"};
-        int group = args.length > 3 ? Integer.parseInt(args[3]) : 32; // I8 group size
+        int group = args.length > 3 ? Integer.parseInt(args[3]) : 32; // I8 / I4 group size
         com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         WorkerPool pool = WorkerPool.shared();
         VectorKernels k = new VectorKernels(pool);
         System.out.println(k.name() + ", threads " + pool.threads() + ", " + rows + "x" + cols);
         Random rnd = new Random(1);
         for (String dn : dts) {
-            DType dt = DType.valueOf(dn);
-            Matrix w = dt == DType.I8 ? TestMatrices.i8Matrix(rnd, rows, cols, group, true)
-                    : TestMatrices.matrix(rnd, dt, rows, cols, true);
+            Matrix w = dn.startsWith("I4") ? TestMatrices.i4Matrix(rnd, rows, cols, group, !dn.equals("I4A"), true)
+                    : DType.valueOf(dn) == DType.I8 ? TestMatrices.i8Matrix(rnd, rows, cols, group, true)
+                    : TestMatrices.matrix(rnd, DType.valueOf(dn), rows, cols, true);
             for (int tokens : new int[] {1, 4, 32, 128}) {
                 float[] x = TestMatrices.randomFloats(rnd, tokens * cols);
                 float[] out = new float[tokens * rows];
