@@ -20,15 +20,18 @@ final class QuantizeCommand implements Callable<Integer> {
     Path model;
 
     @Option(names = "--method", required = true, paramLabel = "METHOD",
-            description = "int8-weight, w8a8 (int8 weights and activations, no smoothing) or smoothquant")
+            description = "int8-weight, int4-weight, w8a8 (int8 weights and activations, no smoothing) or smoothquant")
     String method;
 
     @Option(names = {"-o", "--output"}, required = true, paramLabel = "DIR", description = "new model directory (must not exist)")
     Path output;
 
     @Option(names = "--group-size", defaultValue = "32", paramLabel = "N",
-            description = "int8-weight: input features sharing one scale (default ${DEFAULT-VALUE}, like llama.cpp's Q8_0); 0 = per output channel")
+            description = "int8/int4-weight: input features sharing one scale (default ${DEFAULT-VALUE}, like llama.cpp's Q8_0); int8 also takes 0 = per output channel, int4 32, 64 or 128")
     int groupSize;
+
+    @Option(names = "--asymmetric", description = "int4-weight: per-group zero points (default symmetric)")
+    boolean asymmetric;
 
     @Option(names = "--alpha", defaultValue = "0.5", paramLabel = "A|auto",
             description = "smoothquant: migration strength in [0, 1], or auto to search it per layer (default ${DEFAULT-VALUE})")
@@ -63,8 +66,9 @@ final class QuantizeCommand implements Callable<Integer> {
                 }
                 ModelQuantizer.int8Weights(model, output, groupSize);
             }
+            case "int4-weight" -> ModelQuantizer.int4Weights(model, output, groupSize, !asymmetric);
             case "w8a8", "smoothquant" -> smoothQuant();
-            default -> throw new JTuneException("unknown --method \"" + method + "\"; supported: int8-weight, w8a8, smoothquant");
+            default -> throw new JTuneException("unknown --method \"" + method + "\"; supported: int8-weight, int4-weight, w8a8, smoothquant");
         }
         System.out.println("wrote " + output);
         return 0;
