@@ -4,14 +4,11 @@ import java.util.List;
 import org.jtune.JTuneException;
 import org.jtune.config.HfConfig;
 import org.jtune.io.safetensors.WeightFiles;
-import org.jtune.kernel.KernelProvider;
-import org.jtune.kernel.Kernels;
 import org.jtune.kernel.Matrix;
-import org.jtune.kernel.WorkerPool;
 import org.jtune.model.Activation;
 import org.jtune.model.Blocks;
 import org.jtune.model.DecoderState;
-import org.jtune.model.LanguageModel;
+import org.jtune.model.DecoderModel;
 import org.jtune.model.Linear;
 import org.jtune.model.Ops;
 import org.jtune.model.ModelInfo;
@@ -28,7 +25,7 @@ import org.jtune.model.WeightLoader;
  * so the forward pass is the same linear layers as every other family. {@code c_attn}'s output is
  * {@code [Q | K | V]}.
  */
-public final class Gpt2 implements LanguageModel {
+public final class Gpt2 extends DecoderModel {
     public static final List<String> MODEL_TYPES = List.of("gpt2");
 
     // ---- HF weight-name table; {P} = "transformer." or "" (the original checkpoints have no prefix) ----
@@ -72,22 +69,15 @@ public final class Gpt2 implements LanguageModel {
     }
 
     private final Config cfg;
-    private final WeightFiles files;
     private final Matrix wte;        // (vocab, hidden)
     private final Matrix wpe;        // (positions, hidden)
     private final Layer[] layers;
     private final float[] lnFWeight, lnFBias;
     private final Matrix lmHead;     // (vocab, hidden)
-    private final Linear head;       // lmHead as a layer
-    private final DecoderState.Dims dims;
-    private final ModelInfo info;
-    private final WeightLoader.Inventory weights;
-    private final Kernels kernels = KernelProvider.get();
-    private final WorkerPool pool = WorkerPool.shared();
 
     private Gpt2(Config cfg, WeightFiles files, WeightLoader.Options options) {
+        super(files);
         this.cfg = cfg;
-        this.files = files;
         WeightLoader w = new WeightLoader(files, options);
         String p = files.contains("transformer.wte.weight") ? "transformer." : "";
         int h = cfg.hiddenSize;
@@ -111,12 +101,10 @@ public final class Gpt2 implements LanguageModel {
         } else {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, h);
         }
-        weights = w.inventory();
-        head = new Linear("lm_head", lmHead, null);
-        w.finish(IGNORED);
-        dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.innerSize, 3 * h, cfg.numLayers);
-        info = new ModelInfo("gpt2", "GPT2LMHeadModel", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads, cfg.numHeads,
-                cfg.headDim, cfg.maxPositions, w.parameterCount(), w.bytesByDtype());
+        finishLoading(w, IGNORED, new Linear("lm_head", lmHead, null),
+                new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.innerSize, 3 * h, cfg.numLayers),
+                null, new ModelInfo("gpt2", "GPT2LMHeadModel", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads, cfg.numHeads,
+                cfg.headDim, cfg.maxPositions, w.parameterCount(), w.bytesByDtype()));
     }
 
     private static String name(String pattern, String prefix, int layer) {
@@ -134,29 +122,6 @@ public final class Gpt2 implements LanguageModel {
             all.addAll(java.util.List.of(L.cAttn, L.attnProj, L.fc, L.mlpProj));
         }
         return all;
-    }
-
-    @Override
-    public WeightLoader.Inventory weights() {
-        return weights;
-    }
-
-    @Override
-    public Matrix outputHead() {
-        return lmHead;
-    }
-
-    @Override
-    public ModelInfo info() {
-        return info;
-    }
-
-    @Override
-    public ModelState newState(int maxSeq, int maxChunk, Ops ops) {
-        if (maxSeq > cfg.maxPositions) {
-            throw new JTuneException("context of " + maxSeq + " tokens exceeds GPT-2's n_positions " + cfg.maxPositions);
-        }
-        return new DecoderState(dims, null, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool, ops);
     }
 
     @Override
@@ -189,17 +154,9 @@ public final class Gpt2 implements LanguageModel {
         }
         s.cache.advance(n);
         int rows = allLogits ? n : 1;
-        float[] last = s.xLast();
-        if (!allLogits) {
-            ops.copyRows(s.hFinal, last, n - 1, 1, h);
-            last = s.hFinal;
-        }
+        float[] last = finalRows(s, n, allLogits, h);
         ops.layerNorm(s.normed, last, lnFWeight, lnFBias, eps, rows, h);
-        ops.linear(logits, s.normed, head, rows);
+        ops.linear(logits, s.normed, head(), rows);
     }
 
-    @Override
-    public void close() {
-        files.close();
-    }
 }

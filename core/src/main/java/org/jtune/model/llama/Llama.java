@@ -4,15 +4,12 @@ import java.util.Arrays;
 import java.util.List;
 import org.jtune.config.HfConfig;
 import org.jtune.io.safetensors.WeightFiles;
-import org.jtune.kernel.KernelProvider;
-import org.jtune.kernel.Kernels;
 import org.jtune.kernel.Matrix;
-import org.jtune.kernel.WorkerPool;
 import org.jtune.model.Blocks;
 import org.jtune.model.DecoderState;
 import org.jtune.model.Linear;
 import org.jtune.model.Ops;
-import org.jtune.model.LanguageModel;
+import org.jtune.model.DecoderModel;
 import org.jtune.model.ModelInfo;
 import org.jtune.model.ModelState;
 import org.jtune.model.Rope;
@@ -28,7 +25,7 @@ import org.jtune.model.WeightLoader;
  * then a final RMSNorm and lm_head (tied to embed_tokens when tie_word_embeddings). Grouped-query
  * attention: query head h reads kv head h / (heads / kvHeads).
  */
-public final class Llama implements LanguageModel {
+public final class Llama extends DecoderModel {
     public static final List<String> MODEL_TYPES = List.of("llama", "mistral", "qwen2");
 
     // ---- HF weight-name table ({L} = layer index) ----
@@ -109,24 +106,14 @@ public final class Llama implements LanguageModel {
     }
 
     private final Config cfg;
-    private final WeightFiles files;
     private final Matrix embed;       // (vocab, hidden)
     private final Layer[] layers;
     private final float[] finalNorm;  // (hidden)
     private final Matrix lmHead;      // (vocab, hidden); == embed when tied
-    private final Linear head;        // lmHead as a layer
-    private final Rope rope;
-    private final DecoderState.Dims dims;
-    private final ModelInfo info;
-    private final WeightLoader.Inventory weights;
-    private final Kernels kernels;
-    private final WorkerPool pool;
 
     private Llama(Config cfg, HfConfig hf, WeightFiles files, WeightLoader.Options options) {
+        super(files);
         this.cfg = cfg;
-        this.files = files;
-        this.kernels = KernelProvider.get();
-        this.pool = WorkerPool.shared();
         WeightLoader w = new WeightLoader(files, options);
         int h = cfg.hiddenSize, inter = cfg.intermediateSize;
         embed = w.matrix(EMBED, cfg.vocabSize, h);
@@ -150,13 +137,10 @@ public final class Llama implements LanguageModel {
         } else {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, h);
         }
-        weights = w.inventory();
-        head = new Linear(LM_HEAD.replace(".weight", ""), lmHead, null);
-        w.finish(IGNORED);
-        rope = Rope.fromConfig(hf, cfg.headDim, cfg.ropeTheta);
-        dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numKvHeads, cfg.headDim, inter, 0, cfg.numLayers);
-        info = new ModelInfo(cfg.modelType, "LlamaForCausalLM", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads,
-                cfg.numKvHeads, cfg.headDim, cfg.maxContext, w.parameterCount(), w.bytesByDtype());
+        finishLoading(w, IGNORED, new Linear(LM_HEAD.replace(".weight", ""), lmHead, null),
+                new DecoderState.Dims(h, cfg.numHeads, cfg.numKvHeads, cfg.headDim, inter, 0, cfg.numLayers),
+                Rope.fromConfig(hf, cfg.headDim, cfg.ropeTheta), new ModelInfo(cfg.modelType, "LlamaForCausalLM", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads,
+                cfg.numKvHeads, cfg.headDim, cfg.maxContext, w.parameterCount(), w.bytesByDtype()));
     }
 
     /** Loads a Llama-family model from a parsed config and opened weights; takes ownership of the files. */
@@ -175,11 +159,6 @@ public final class Llama implements LanguageModel {
             all.addAll(java.util.List.of(L.q, L.k, L.v, L.o, L.gate, L.up, L.down));
         }
         return all;
-    }
-
-    @Override
-    public WeightLoader.Inventory weights() {
-        return weights;
     }
 
     /**
@@ -211,30 +190,6 @@ public final class Llama implements LanguageModel {
     }
 
     @Override
-    public Matrix outputHead() {
-        return lmHead;
-    }
-
-    @Override
-    public ModelInfo info() {
-        return info;
-    }
-
-    @Override
-    public ModelState newState(int maxSeq, int maxChunk, Ops ops) {
-        if (maxSeq > cfg.maxContext) {
-            throw new org.jtune.JTuneException("context of " + maxSeq + " tokens exceeds what this model supports ("
-                    + cfg.maxContext + ", from max_position_embeddings/sliding_window); use a smaller context");
-        }
-        return new DecoderState(dims, rope, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool, ops);
-    }
-
-    @Override
-    public void close() {
-        files.close();
-    }
-
-    @Override
     public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
         DecoderState s = (DecoderState) state;
         Ops ops = s.ops;
@@ -263,13 +218,9 @@ public final class Llama implements LanguageModel {
         }
         s.cache.advance(n);
         int rows = allLogits ? n : 1;
-        float[] last = s.xLast();
-        if (!allLogits) {
-            ops.copyRows(s.hFinal, last, n - 1, 1, h);
-            last = s.hFinal;
-        }
+        float[] last = finalRows(s, n, allLogits, h);
         ops.rmsNorm(s.normed, last, finalNorm, eps, rows, h);
-        ops.linear(logits, s.normed, head, rows);
+        ops.linear(logits, s.normed, head(), rows);
     }
 
     @Override

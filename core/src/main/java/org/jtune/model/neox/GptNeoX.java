@@ -4,14 +4,11 @@ import java.util.List;
 import org.jtune.JTuneException;
 import org.jtune.config.HfConfig;
 import org.jtune.io.safetensors.WeightFiles;
-import org.jtune.kernel.KernelProvider;
-import org.jtune.kernel.Kernels;
 import org.jtune.kernel.Matrix;
-import org.jtune.kernel.WorkerPool;
 import org.jtune.model.Activation;
 import org.jtune.model.Blocks;
 import org.jtune.model.DecoderState;
-import org.jtune.model.LanguageModel;
+import org.jtune.model.DecoderModel;
 import org.jtune.model.Linear;
 import org.jtune.model.Ops;
 import org.jtune.model.ModelInfo;
@@ -30,7 +27,7 @@ import org.jtune.model.WeightLoader;
  * the first {@code int(head_dim * rotary_pct)} features of q and k rotate. Exact-erf GELU by default,
  * untied {@code embed_out}.
  */
-public final class GptNeoX implements LanguageModel {
+public final class GptNeoX extends DecoderModel {
     public static final List<String> MODEL_TYPES = List.of("gpt_neox");
 
     // ---- HF weight-name table ----
@@ -81,22 +78,14 @@ public final class GptNeoX implements LanguageModel {
     }
 
     private final Config cfg;
-    private final WeightFiles files;
     private final Matrix embedIn;    // (vocab, hidden)
     private final Layer[] layers;
     private final float[] finalWeight, finalBias;
     private final Matrix embedOut;   // (vocab, hidden)
-    private final Linear head;       // embedOut as a layer
-    private final Rope rope;
-    private final DecoderState.Dims dims;
-    private final ModelInfo info;
-    private final WeightLoader.Inventory weights;
-    private final Kernels kernels = KernelProvider.get();
-    private final WorkerPool pool = WorkerPool.shared();
 
     private GptNeoX(Config cfg, HfConfig hf, WeightFiles files, WeightLoader.Options options) {
+        super(files);
         this.cfg = cfg;
-        this.files = files;
         WeightLoader w = new WeightLoader(files, options);
         int h = cfg.hiddenSize;
         embedIn = w.matrix(EMBED_IN, cfg.vocabSize, h);
@@ -118,13 +107,10 @@ public final class GptNeoX implements LanguageModel {
         } else {
             embedOut = w.matrix(EMBED_OUT, cfg.vocabSize, h);
         }
-        weights = w.inventory();
-        head = new Linear("embed_out", embedOut, null);
-        w.finish(IGNORED);
-        rope = cfg.rotaryDims > 0 ? Rope.fromConfig(hf, cfg.rotaryDims, cfg.ropeTheta) : null;
-        dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.intermediateSize, 3 * h, cfg.numLayers);
-        info = new ModelInfo("gpt_neox", "GPTNeoXForCausalLM", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads,
-                cfg.numHeads, cfg.headDim, cfg.maxPositions, w.parameterCount(), w.bytesByDtype());
+        finishLoading(w, IGNORED, new Linear("embed_out", embedOut, null),
+                new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.intermediateSize, 3 * h, cfg.numLayers),
+                cfg.rotaryDims > 0 ? Rope.fromConfig(hf, cfg.rotaryDims, cfg.ropeTheta) : null, new ModelInfo("gpt_neox", "GPTNeoXForCausalLM", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads,
+                cfg.numHeads, cfg.headDim, cfg.maxPositions, w.parameterCount(), w.bytesByDtype()));
     }
 
     public static GptNeoX load(HfConfig hf, WeightFiles files, WeightLoader.Options options) {
@@ -138,29 +124,6 @@ public final class GptNeoX implements LanguageModel {
             all.addAll(java.util.List.of(L.qkv, L.dense, L.up, L.down));
         }
         return all;
-    }
-
-    @Override
-    public WeightLoader.Inventory weights() {
-        return weights;
-    }
-
-    @Override
-    public Matrix outputHead() {
-        return embedOut;
-    }
-
-    @Override
-    public ModelInfo info() {
-        return info;
-    }
-
-    @Override
-    public ModelState newState(int maxSeq, int maxChunk, Ops ops) {
-        if (maxSeq > cfg.maxPositions) {
-            throw new JTuneException("context of " + maxSeq + " tokens exceeds max_position_embeddings " + cfg.maxPositions);
-        }
-        return new DecoderState(dims, rope, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool, ops);
     }
 
     @Override
@@ -198,17 +161,9 @@ public final class GptNeoX implements LanguageModel {
         }
         s.cache.advance(n);
         int rows = allLogits ? n : 1;
-        float[] last = s.xLast();
-        if (!allLogits) {
-            ops.copyRows(s.hFinal, last, n - 1, 1, h);
-            last = s.hFinal;
-        }
+        float[] last = finalRows(s, n, allLogits, h);
         ops.layerNorm(s.normed, last, finalWeight, finalBias, eps, rows, h);
-        ops.linear(logits, s.normed, head, rows);
+        ops.linear(logits, s.normed, head(), rows);
     }
 
-    @Override
-    public void close() {
-        files.close();
-    }
 }

@@ -5,14 +5,11 @@ import java.util.List;
 import org.jtune.JTuneException;
 import org.jtune.config.HfConfig;
 import org.jtune.io.safetensors.WeightFiles;
-import org.jtune.kernel.KernelProvider;
-import org.jtune.kernel.Kernels;
 import org.jtune.kernel.Matrix;
-import org.jtune.kernel.WorkerPool;
 import org.jtune.model.Activation;
 import org.jtune.model.Blocks;
 import org.jtune.model.DecoderState;
-import org.jtune.model.LanguageModel;
+import org.jtune.model.DecoderModel;
 import org.jtune.model.Linear;
 import org.jtune.model.Ops;
 import org.jtune.model.ModelInfo;
@@ -30,7 +27,7 @@ import org.jtune.model.WeightLoader;
  * Pre-LN models end with final_layer_norm; project_out maps back to word_embed_proj_dim when it
  * differs from hidden_size; lm_head is tied to embed_tokens.
  */
-public final class Opt implements LanguageModel {
+public final class Opt extends DecoderModel {
     public static final List<String> MODEL_TYPES = List.of("opt");
     static final int POSITION_OFFSET = 2;
     static final float LAYER_NORM_EPS = 1e-5f;   // hard-coded in transformers' OPT
@@ -82,7 +79,6 @@ public final class Opt implements LanguageModel {
     }
 
     private final Config cfg;
-    private final WeightFiles files;
     private final Matrix embedTokens;      // (vocab, wordEmbedProjDim)
     private final Matrix embedPositions;   // (maxPositions + 2, hidden)
     private final Linear projectIn;        // (hidden, wordEmbedProjDim) or null
@@ -90,16 +86,10 @@ public final class Opt implements LanguageModel {
     private final Layer[] layers;
     private final Norm finalNorm;          // null for post-LN
     private final Matrix lmHead;           // (vocab, wordEmbedProjDim)
-    private final Linear head;             // lmHead as a layer
-    private final DecoderState.Dims dims;
-    private final ModelInfo info;
-    private final WeightLoader.Inventory weights;
-    private final Kernels kernels = KernelProvider.get();
-    private final WorkerPool pool = WorkerPool.shared();
 
     private Opt(Config cfg, WeightFiles files, WeightLoader.Options options) {
+        super(files);
         this.cfg = cfg;
-        this.files = files;
         WeightLoader w = new WeightLoader(files, options);
         String p = files.contains("decoder.embed_tokens.weight") ? "" : "model.";
         int h = cfg.hiddenSize, e = cfg.wordEmbedProjDim;
@@ -124,12 +114,10 @@ public final class Opt implements LanguageModel {
         } else {
             lmHead = w.matrix(LM_HEAD, cfg.vocabSize, e);
         }
-        head = new Linear("lm_head", lmHead, null);
-        weights = w.inventory();
-        w.finish(List.of());
-        dims = new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.ffnDim, 0, cfg.numLayers, e);
-        info = new ModelInfo("opt", "OPTForCausalLM", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads, cfg.numHeads,
-                cfg.headDim, cfg.maxPositions, w.parameterCount(), w.bytesByDtype());
+        finishLoading(w, List.of(), new Linear("lm_head", lmHead, null),
+                new DecoderState.Dims(h, cfg.numHeads, cfg.numHeads, cfg.headDim, cfg.ffnDim, 0, cfg.numLayers, e),
+                null, new ModelInfo("opt", "OPTForCausalLM", cfg.vocabSize, h, cfg.numLayers, cfg.numHeads, cfg.numHeads,
+                cfg.headDim, cfg.maxPositions, w.parameterCount(), w.bytesByDtype()));
     }
 
     private Norm norm(WeightLoader w, String prefix) {
@@ -161,29 +149,6 @@ public final class Opt implements LanguageModel {
             all.addAll(java.util.List.of(L.q, L.k, L.v, L.out, L.fc1, L.fc2));
         }
         return all;
-    }
-
-    @Override
-    public WeightLoader.Inventory weights() {
-        return weights;
-    }
-
-    @Override
-    public Matrix outputHead() {
-        return lmHead;
-    }
-
-    @Override
-    public ModelInfo info() {
-        return info;
-    }
-
-    @Override
-    public ModelState newState(int maxSeq, int maxChunk, Ops ops) {
-        if (maxSeq > cfg.maxPositions) {
-            throw new JTuneException("context of " + maxSeq + " tokens exceeds max_position_embeddings " + cfg.maxPositions);
-        }
-        return new DecoderState(dims, null, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool, ops);
     }
 
     @Override
@@ -231,11 +196,7 @@ public final class Opt implements LanguageModel {
         }
         s.cache.advance(n);
         int rows = allLogits ? n : 1;
-        float[] last = s.xLast();
-        if (!allLogits) {
-            ops.copyRows(s.hFinal, last, n - 1, 1, h);
-            last = s.hFinal;
-        }
+        float[] last = finalRows(s, n, allLogits, h);
         float[] normed = last;
         if (finalNorm != null) {
             ops.layerNorm(s.normed, last, finalNorm.weight, finalNorm.bias, LAYER_NORM_EPS, rows, h);
@@ -246,11 +207,7 @@ public final class Opt implements LanguageModel {
             ops.linear(s.headIn, normed, projectOut, rows);
             headIn = s.headIn;
         }
-        ops.linear(logits, headIn, head, rows);
+        ops.linear(logits, headIn, head(), rows);
     }
 
-    @Override
-    public void close() {
-        files.close();
-    }
 }
