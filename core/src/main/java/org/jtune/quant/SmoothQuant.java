@@ -151,8 +151,8 @@ public final class SmoothQuant {
         }
         List<SmoothGroup> groups = model.smoothGroups();
         if (groups.isEmpty()) {
-            throw new JTuneException("SmoothQuant is implemented for the Llama family (llama, mistral, qwen2); this "
-                    + model.info().modelType() + " model can be quantized W8A8 without smoothing (--method w8a8)");
+            throw new JTuneException("no projection of this " + model.info().modelType() + " model has an input the"
+                    + " smoothing scales can fold into exactly (e.g. post-LN OPT); quantize it with --method w8a8");
         }
         for (SmoothGroup g : groups) {
             int ch = g.channels();

@@ -56,6 +56,43 @@ class SmoothQuantTest {
         }
     }
 
+    /** Every family with smoothing groups: folding keeps the float model's logits (random calibration ids: no tokenizer). */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"tiny-llama", "tiny-qwen2", "tiny-llama-bf16-tied-llama3rope",
+            "tiny-gpt2", "tiny-gpt-neox", "tiny-gpt-neox-f16-sequential", "tiny-opt"})
+    void foldingIsExactInEveryFamily(String name, @TempDir Path tmp) {
+        Path dir = Shared.path("models/" + name);
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(5);
+        List<int[]> samples = new java.util.ArrayList<>();
+        for (int i = 0; i < 6; i++) {
+            samples.add(rnd.ints(24, 3, 250).toArray());
+        }
+        try (LanguageModel base = ModelRegistry.load(dir)) {
+            SmoothQuant.Plan plan = SmoothQuant.plan(base, samples, SmoothQuant.Options.auto(SmoothQuant.Criterion.MAX));
+            assertTrue(!plan.alphas().isEmpty());
+            SmoothQuant.write(dir, tmp.resolve("s"), base, plan, false, false, "smoothquant");
+            float[] a = logits(base, samples.get(2));
+            try (LanguageModel smoothed = ModelRegistry.load(tmp.resolve("s"))) {
+                float[] b = logits(smoothed, samples.get(2));
+                double maxDiff = 0, maxRef = 0;
+                for (int i = 0; i < a.length; i++) {
+                    maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+                    maxRef = Math.max(maxRef, Math.abs(a[i]));
+                }
+                assertTrue(maxDiff <= 1e-5 * maxRef, name + ": relative " + maxDiff / maxRef);
+            }
+        }
+    }
+
+    @Test
+    void postLayerNormOptHasNothingToSmoothAndSaysSo() {
+        try (LanguageModel m = ModelRegistry.load(Shared.path("models/tiny-opt-postln-proj"))) {
+            JTuneException e = assertThrows(JTuneException.class,
+                    () -> SmoothQuant.plan(m, List.of(new int[] {5, 6, 7, 8}), SmoothQuant.Options.fixed(0.5)));
+            assertTrue(e.getMessage().contains("--method w8a8"), e.getMessage());
+        }
+    }
+
     @Test
     void badInputIsRefusedClearly(@TempDir Path tmp) throws Exception {
         Path empty = tmp.resolve("empty.jsonl");

@@ -124,6 +124,22 @@ public final class Gpt2 extends DecoderModel {
         return all;
     }
 
+    /**
+     * SmoothQuant groups: ln_1 -> c_attn and ln_2 -> c_fc (LayerNorm weight and bias absorb the
+     * scales). attn.c_proj reads V through c_attn's fused output and mlp.c_proj follows GELU: neither
+     * folds into a single producer here, so they stay unsmoothed.
+     */
+    @Override
+    public java.util.List<org.jtune.model.SmoothGroup> smoothGroups() {
+        java.util.List<org.jtune.model.SmoothGroup> groups = new java.util.ArrayList<>();
+        for (int l = 0; l < layers.length; l++) {
+            Layer L = layers[l];
+            groups.add(new org.jtune.model.SmoothGroup("h." + l + ".ln_1", L.ln1Weight, L.ln1Bias, null, java.util.List.of(L.cAttn), null));
+            groups.add(new org.jtune.model.SmoothGroup("h." + l + ".ln_2", L.ln2Weight, L.ln2Bias, null, java.util.List.of(L.fc), null));
+        }
+        return groups;
+    }
+
     @Override
     public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
         DecoderState s = (DecoderState) state;

@@ -126,6 +126,24 @@ public final class GptNeoX extends DecoderModel {
         return all;
     }
 
+    /**
+     * SmoothQuant groups: input_layernorm -> query_key_value, post_attention_layernorm ->
+     * dense_h_to_4h. attention.dense reads V through the fused per-head projection and dense_4h_to_h
+     * follows GELU: they stay unsmoothed.
+     */
+    @Override
+    public java.util.List<org.jtune.model.SmoothGroup> smoothGroups() {
+        java.util.List<org.jtune.model.SmoothGroup> groups = new java.util.ArrayList<>();
+        for (int l = 0; l < layers.length; l++) {
+            Layer L = layers[l];
+            String p = "gpt_neox.layers." + l + ".";
+            groups.add(new org.jtune.model.SmoothGroup(p + "input_layernorm", L.ln1Weight, L.ln1Bias, null, java.util.List.of(L.qkv), null));
+            groups.add(new org.jtune.model.SmoothGroup(p + "post_attention_layernorm", L.ln2Weight, L.ln2Bias, null,
+                    java.util.List.of(L.up), null));
+        }
+        return groups;
+    }
+
     @Override
     public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
         DecoderState s = (DecoderState) state;

@@ -151,6 +151,30 @@ public final class Opt extends DecoderModel {
         return all;
     }
 
+    /**
+     * SmoothQuant groups of pre-LN OPT: self_attn_layer_norm -> q,k,v; v_proj -> out_proj (attention
+     * averages values linearly); final_layer_norm -> fc1. fc2 follows ReLU and stays unsmoothed; in
+     * post-LN OPT (opt-350m) no norm precedes a projection, so nothing is smoothed.
+     */
+    @Override
+    public java.util.List<org.jtune.model.SmoothGroup> smoothGroups() {
+        java.util.List<org.jtune.model.SmoothGroup> groups = new java.util.ArrayList<>();
+        if (!cfg.preLayerNorm() || !cfg.layerNormAffine()) {
+            return groups;   // post-LN, or norms without weights to absorb the scales
+        }
+        for (int l = 0; l < layers.length; l++) {
+            Layer L = layers[l];
+            String p = "decoder.layers." + l + ".";
+            groups.add(new org.jtune.model.SmoothGroup(p + "self_attn_layer_norm", L.attnNorm.weight, L.attnNorm.bias, null,
+                    java.util.List.of(L.q, L.k, L.v), null));
+            groups.add(new org.jtune.model.SmoothGroup(p + "self_attn.v_proj->out_proj", null, null, L.v,
+                    java.util.List.of(L.out), null));
+            groups.add(new org.jtune.model.SmoothGroup(p + "final_layer_norm", L.ffNorm.weight, L.ffNorm.bias, null,
+                    java.util.List.of(L.fc1), null));
+        }
+        return groups;
+    }
+
     @Override
     public void forward(ModelState state, int[] tokens, int off, int n, float[] logits, boolean allLogits) {
         DecoderState s = (DecoderState) state;
