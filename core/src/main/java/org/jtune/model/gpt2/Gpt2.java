@@ -1,5 +1,6 @@
 package org.jtune.model.gpt2;
 
+import java.util.ArrayList;
 import java.util.List;
 import org.jtune.JTuneException;
 import org.jtune.config.HfConfig;
@@ -13,6 +14,7 @@ import org.jtune.model.Linear;
 import org.jtune.model.Ops;
 import org.jtune.model.ModelInfo;
 import org.jtune.model.ModelState;
+import org.jtune.model.SmoothGroup;
 import org.jtune.model.WeightLoader;
 
 /**
@@ -116,10 +118,10 @@ public final class Gpt2 extends DecoderModel {
     }
 
     @Override
-    public java.util.List<Linear> linearLayers() {
-        java.util.List<Linear> all = new java.util.ArrayList<>();
+    public List<Linear> linearLayers() {
+        List<Linear> all = new ArrayList<>();
         for (Layer L : layers) {
-            all.addAll(java.util.List.of(L.cAttn, L.attnProj, L.fc, L.mlpProj));
+            all.addAll(List.of(L.cAttn, L.attnProj, L.fc, L.mlpProj));
         }
         return all;
     }
@@ -130,12 +132,12 @@ public final class Gpt2 extends DecoderModel {
      * folds into a single producer here, so they stay unsmoothed.
      */
     @Override
-    public java.util.List<org.jtune.model.SmoothGroup> smoothGroups() {
-        java.util.List<org.jtune.model.SmoothGroup> groups = new java.util.ArrayList<>();
+    public List<SmoothGroup> smoothGroups() {
+        List<SmoothGroup> groups = new ArrayList<>();
         for (int l = 0; l < layers.length; l++) {
             Layer L = layers[l];
-            groups.add(new org.jtune.model.SmoothGroup("h." + l + ".ln_1", L.ln1Weight, L.ln1Bias, null, java.util.List.of(L.cAttn), null));
-            groups.add(new org.jtune.model.SmoothGroup("h." + l + ".ln_2", L.ln2Weight, L.ln2Bias, null, java.util.List.of(L.fc), null));
+            groups.add(new SmoothGroup("h." + l + ".ln_1", L.ln1Weight, L.ln1Bias, null, List.of(L.cAttn), null));
+            groups.add(new SmoothGroup("h." + l + ".ln_2", L.ln2Weight, L.ln2Bias, null, List.of(L.fc), null));
         }
         return groups;
     }

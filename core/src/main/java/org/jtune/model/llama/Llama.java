@@ -1,6 +1,7 @@
 package org.jtune.model.llama;
 
 import java.util.Arrays;
+import java.util.ArrayList;
 import java.util.List;
 import org.jtune.config.HfConfig;
 import org.jtune.io.safetensors.WeightFiles;
@@ -13,6 +14,7 @@ import org.jtune.model.DecoderModel;
 import org.jtune.model.ModelInfo;
 import org.jtune.model.ModelState;
 import org.jtune.model.Rope;
+import org.jtune.model.SmoothGroup;
 import org.jtune.model.WeightLoader;
 
 /**
@@ -153,10 +155,10 @@ public final class Llama extends DecoderModel {
     }
 
     @Override
-    public java.util.List<Linear> linearLayers() {
-        java.util.List<Linear> all = new java.util.ArrayList<>();
+    public List<Linear> linearLayers() {
+        List<Linear> all = new ArrayList<>();
         for (Layer L : layers) {
-            all.addAll(java.util.List.of(L.q, L.k, L.v, L.o, L.gate, L.up, L.down));
+            all.addAll(List.of(L.q, L.k, L.v, L.o, L.gate, L.up, L.down));
         }
         return all;
     }
@@ -167,8 +169,8 @@ public final class Llama extends DecoderModel {
      * SwiGLU product is linear in up). All four fold exactly.
      */
     @Override
-    public java.util.List<org.jtune.model.SmoothGroup> smoothGroups() {
-        java.util.List<org.jtune.model.SmoothGroup> groups = new java.util.ArrayList<>();
+    public List<SmoothGroup> smoothGroups() {
+        List<SmoothGroup> groups = new ArrayList<>();
         int hd = cfg.headDim, group = cfg.numHeads / cfg.numKvHeads;
         int[] headToKv = new int[cfg.qDim()];
         for (int c = 0; c < headToKv.length; c++) {
@@ -177,14 +179,14 @@ public final class Llama extends DecoderModel {
         for (int l = 0; l < layers.length; l++) {
             Layer L = layers[l];
             String p = "model.layers." + l + ".";
-            groups.add(new org.jtune.model.SmoothGroup(p + "input_layernorm", L.inputNorm, null, null,
-                    java.util.List.of(L.q, L.k, L.v), null));
-            groups.add(new org.jtune.model.SmoothGroup(p + "self_attn.v_proj->o_proj", null, null, L.v,
-                    java.util.List.of(L.o), headToKv));
-            groups.add(new org.jtune.model.SmoothGroup(p + "post_attention_layernorm", L.postNorm, null, null,
-                    java.util.List.of(L.gate, L.up), null));
-            groups.add(new org.jtune.model.SmoothGroup(p + "mlp.up_proj->down_proj", null, null, L.up,
-                    java.util.List.of(L.down), null));
+            groups.add(new SmoothGroup(p + "input_layernorm", L.inputNorm, null, null,
+                    List.of(L.q, L.k, L.v), null));
+            groups.add(new SmoothGroup(p + "self_attn.v_proj->o_proj", null, null, L.v,
+                    List.of(L.o), headToKv));
+            groups.add(new SmoothGroup(p + "post_attention_layernorm", L.postNorm, null, null,
+                    List.of(L.gate, L.up), null));
+            groups.add(new SmoothGroup(p + "mlp.up_proj->down_proj", null, null, L.up,
+                    List.of(L.down), null));
         }
         return groups;
     }

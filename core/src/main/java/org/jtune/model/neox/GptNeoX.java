@@ -1,5 +1,6 @@
 package org.jtune.model.neox;
 
+import java.util.ArrayList;
 import java.util.List;
 import org.jtune.JTuneException;
 import org.jtune.config.HfConfig;
@@ -14,6 +15,7 @@ import org.jtune.model.Ops;
 import org.jtune.model.ModelInfo;
 import org.jtune.model.ModelState;
 import org.jtune.model.Rope;
+import org.jtune.model.SmoothGroup;
 import org.jtune.model.WeightLoader;
 
 /**
@@ -118,10 +120,10 @@ public final class GptNeoX extends DecoderModel {
     }
 
     @Override
-    public java.util.List<Linear> linearLayers() {
-        java.util.List<Linear> all = new java.util.ArrayList<>();
+    public List<Linear> linearLayers() {
+        List<Linear> all = new ArrayList<>();
         for (Layer L : layers) {
-            all.addAll(java.util.List.of(L.qkv, L.dense, L.up, L.down));
+            all.addAll(List.of(L.qkv, L.dense, L.up, L.down));
         }
         return all;
     }
@@ -132,14 +134,14 @@ public final class GptNeoX extends DecoderModel {
      * follows GELU: they stay unsmoothed.
      */
     @Override
-    public java.util.List<org.jtune.model.SmoothGroup> smoothGroups() {
-        java.util.List<org.jtune.model.SmoothGroup> groups = new java.util.ArrayList<>();
+    public List<SmoothGroup> smoothGroups() {
+        List<SmoothGroup> groups = new ArrayList<>();
         for (int l = 0; l < layers.length; l++) {
             Layer L = layers[l];
             String p = "gpt_neox.layers." + l + ".";
-            groups.add(new org.jtune.model.SmoothGroup(p + "input_layernorm", L.ln1Weight, L.ln1Bias, null, java.util.List.of(L.qkv), null));
-            groups.add(new org.jtune.model.SmoothGroup(p + "post_attention_layernorm", L.ln2Weight, L.ln2Bias, null,
-                    java.util.List.of(L.up), null));
+            groups.add(new SmoothGroup(p + "input_layernorm", L.ln1Weight, L.ln1Bias, null, List.of(L.qkv), null));
+            groups.add(new SmoothGroup(p + "post_attention_layernorm", L.ln2Weight, L.ln2Bias, null,
+                    List.of(L.up), null));
         }
         return groups;
     }

@@ -1,6 +1,7 @@
 package org.jtune.model.opt;
 
 import java.util.Arrays;
+import java.util.ArrayList;
 import java.util.List;
 import org.jtune.JTuneException;
 import org.jtune.config.HfConfig;
@@ -14,6 +15,7 @@ import org.jtune.model.Linear;
 import org.jtune.model.Ops;
 import org.jtune.model.ModelInfo;
 import org.jtune.model.ModelState;
+import org.jtune.model.SmoothGroup;
 import org.jtune.model.WeightLoader;
 
 /**
@@ -139,14 +141,14 @@ public final class Opt extends DecoderModel {
     }
 
     @Override
-    public java.util.List<Linear> linearLayers() {
-        java.util.List<Linear> all = new java.util.ArrayList<>();
+    public List<Linear> linearLayers() {
+        List<Linear> all = new ArrayList<>();
         if (projectIn != null) {
             all.add(projectIn);
             all.add(projectOut);
         }
         for (Layer L : layers) {
-            all.addAll(java.util.List.of(L.q, L.k, L.v, L.out, L.fc1, L.fc2));
+            all.addAll(List.of(L.q, L.k, L.v, L.out, L.fc1, L.fc2));
         }
         return all;
     }
@@ -157,20 +159,20 @@ public final class Opt extends DecoderModel {
      * post-LN OPT (opt-350m) no norm precedes a projection, so nothing is smoothed.
      */
     @Override
-    public java.util.List<org.jtune.model.SmoothGroup> smoothGroups() {
-        java.util.List<org.jtune.model.SmoothGroup> groups = new java.util.ArrayList<>();
+    public List<SmoothGroup> smoothGroups() {
+        List<SmoothGroup> groups = new ArrayList<>();
         if (!cfg.preLayerNorm() || !cfg.layerNormAffine()) {
             return groups;   // post-LN, or norms without weights to absorb the scales
         }
         for (int l = 0; l < layers.length; l++) {
             Layer L = layers[l];
             String p = "decoder.layers." + l + ".";
-            groups.add(new org.jtune.model.SmoothGroup(p + "self_attn_layer_norm", L.attnNorm.weight, L.attnNorm.bias, null,
-                    java.util.List.of(L.q, L.k, L.v), null));
-            groups.add(new org.jtune.model.SmoothGroup(p + "self_attn.v_proj->out_proj", null, null, L.v,
-                    java.util.List.of(L.out), null));
-            groups.add(new org.jtune.model.SmoothGroup(p + "final_layer_norm", L.ffNorm.weight, L.ffNorm.bias, null,
-                    java.util.List.of(L.fc1), null));
+            groups.add(new SmoothGroup(p + "self_attn_layer_norm", L.attnNorm.weight, L.attnNorm.bias, null,
+                    List.of(L.q, L.k, L.v), null));
+            groups.add(new SmoothGroup(p + "self_attn.v_proj->out_proj", null, null, L.v,
+                    List.of(L.out), null));
+            groups.add(new SmoothGroup(p + "final_layer_norm", L.ffNorm.weight, L.ffNorm.bias, null,
+                    List.of(L.fc1), null));
         }
         return groups;
     }
