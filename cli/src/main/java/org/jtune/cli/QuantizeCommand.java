@@ -98,6 +98,7 @@ final class QuantizeCommand implements Callable<Integer> {
             opt = new SmoothQuant.Options(a, Double.parseDouble(r[0]), Double.parseDouble(r[1]), Double.parseDouble(r[2]),
                     SmoothQuant.Criterion.valueOf(criterion.toUpperCase(Locale.ROOT)), true);
         }
+        SmoothQuant.requireQuantizable(model, output);   // before calibrating, not after
         try (LanguageModel m = ModelRegistry.load(model); Tokenizer tok = Tokenizer.load(model)) {
             SmoothQuant.Plan plan = SmoothQuant.plan(m, SmoothQuant.calibrationSamples(calib, tok, samples, calibLength), opt);
             if (!plan.alphas().isEmpty()) {

@@ -37,12 +37,16 @@ public final class ModelQuantizer {
 
     /** Weight-only int8 with the given group size; 0 means one scale per output channel. */
     public static void int8Weights(Path src, Path dst, int groupSize) {
-        write(src, dst, "int8-weight", (w, name, info, l) -> {
+        write(src, dst, null, "int8-weight", (w, name, info, l) -> {
+            if (l == null) {
+                return false;
+            }
             Matrix m = l.matrix();
             Matrix q = Int8Weights.quantize(m, groupSize == 0 ? m.cols() : groupSize);
             MemorySegment bytes = l.transposedOnDisk() ? transpose(q.data(), m.rows(), m.cols()) : q.data();
             w.add(name, DType.I8, info.shape(), bytes);
             w.addFloats(name + WeightLoader.SCALE_SUFFIX, new long[] {m.rows(), q.groupsPerRow()}, q.scales());
+            return true;
         }, qc -> {
             qc.put("bits", 8);
             qc.put("symmetric", true);
@@ -60,7 +64,10 @@ public final class ModelQuantizer {
         if (groupSize != 32 && groupSize != 64 && groupSize != 128) {
             throw new JTuneException("int4 group size must be 32, 64 or 128, got " + groupSize);
         }
-        write(src, dst, "int4-weight", (w, name, info, l) -> {
+        write(src, dst, null, "int4-weight", (w, name, info, l) -> {
+            if (l == null) {
+                return false;
+            }
             Matrix m = l.matrix();
             if (m.cols() % groupSize != 0) {
                 throw new JTuneException("int4 group size " + groupSize + " does not divide the input width "
@@ -77,6 +84,7 @@ public final class ModelQuantizer {
                 }
                 w.add(name + WeightLoader.ZERO_SUFFIX, DType.U8, gShape, MemorySegment.ofArray(z));
             }
+            return true;
         }, qc -> {
             qc.put("bits", 4);
             qc.put("symmetric", symmetric);
@@ -88,14 +96,16 @@ public final class ModelQuantizer {
         });
     }
 
-    /** Writes one loaded weight matrix (and its side tensors) in quantized form. */
-    private interface MatrixWriter {
-        void write(SafetensorsWriter w, String name, TensorInfo info, WeightLoader.Loaded loaded);
+    /**
+     * Writes one checkpoint tensor (and its side tensors) in a new form; {@code loaded} is the matrix
+     * the model took from it, or null for other tensors. Returns false to copy the tensor unchanged.
+     */
+    interface TensorWriter {
+        boolean write(SafetensorsWriter w, String name, TensorInfo info, WeightLoader.Loaded loaded);
     }
 
-    /** The shared model-directory writer: refuses quantized sources and existing outputs, builds atomically. */
-    private static void write(Path src, Path dst, String method, MatrixWriter writer,
-                              java.util.function.Consumer<ObjectNode> settings) {
+    /** Fails before any work when {@code src} is already quantized or {@code dst} exists: nothing is overwritten. */
+    static HfConfig requireQuantizable(Path src, Path dst) {
         HfConfig cfg = HfConfig.load(src);
         if (cfg.has("quantization_config")) {
             throw new JTuneException(src + " is already quantized (config.json has quantization_config "
@@ -104,6 +114,18 @@ public final class ModelQuantizer {
         if (Files.exists(dst)) {
             throw new JTuneException("output " + dst + " already exists; choose a new directory (nothing was overwritten)");
         }
+        return cfg;
+    }
+
+    /**
+     * The shared model-directory writer: refuses quantized sources and existing outputs, runs every
+     * tensor through {@code writer}, adds {@code quantization_config} (filled by {@code settings}; none
+     * when null) and copies the tokenizer and other side files; the directory appears atomically.
+     * {@code model} is the loaded source, or null to load it here.
+     */
+    static void write(Path src, Path dst, LanguageModel model, String method, TensorWriter writer,
+                      java.util.function.Consumer<ObjectNode> settings) {
+        HfConfig cfg = requireQuantizable(src, dst);
         Path parent = dst.toAbsolutePath().getParent();
         Path tmp;
         try {
@@ -115,29 +137,31 @@ public final class ModelQuantizer {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-        try (LanguageModel model = ModelRegistry.load(src); WeightFiles files = WeightFiles.open(src)) {
+        try (LanguageModel owned = model == null ? ModelRegistry.load(src) : null; WeightFiles files = WeightFiles.open(src)) {
+            LanguageModel m = model == null ? owned : model;
             Map<String, WeightLoader.Loaded> matrices = new HashMap<>();
-            for (WeightLoader.Loaded l : model.weights().matrices()) {
+            for (WeightLoader.Loaded l : m.weights().matrices()) {
                 matrices.put(l.name(), l);
             }
-            SafetensorsWriter w = new SafetensorsWriter().metadata("format", "pt")
-                    .metadata("jtune_quantization", method);
+            SafetensorsWriter w = new SafetensorsWriter().metadata("format", "pt");
+            if (settings != null) {
+                w.metadata("jtune_quantization", method);
+            }
             for (String name : files.names().stream().sorted().toList()) {
                 TensorInfo info = files.info(name);
-                WeightLoader.Loaded l = matrices.get(name);
-                if (l == null) {
+                if (!writer.write(w, name, info, matrices.get(name))) {
                     w.add(name, info.dtype(), info.shape(), files.data(name));
-                } else {
-                    writer.write(w, name, info, l);
                 }
             }
             w.write(tmp.resolve("model.safetensors"));
             ObjectNode config = cfg.json().deepCopy();
-            ObjectNode qc = config.putObject("quantization_config");
-            qc.put("quant_method", "jtune");
-            qc.put("method", method);
-            settings.accept(qc);
-            qc.put("scale_suffix", WeightLoader.SCALE_SUFFIX);
+            if (settings != null) {
+                ObjectNode qc = config.putObject("quantization_config");
+                qc.put("quant_method", "jtune");
+                qc.put("method", method);
+                settings.accept(qc);
+                qc.put("scale_suffix", WeightLoader.SCALE_SUFFIX);
+            }
             Files.writeString(tmp.resolve("config.json"), config.toPrettyString());
             copySideFiles(src, tmp);
             Files.move(tmp, dst, StandardCopyOption.ATOMIC_MOVE);

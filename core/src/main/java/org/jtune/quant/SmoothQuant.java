@@ -331,15 +331,6 @@ public final class SmoothQuant {
      */
     public static void write(Path src, Path dst, LanguageModel model, Plan plan, boolean quantize, boolean dynamic,
                              String method) {
-        org.jtune.config.HfConfig cfg = org.jtune.config.HfConfig.load(src);
-        if (cfg.has("quantization_config")) {
-            throw new JTuneException(src + " is already quantized; quantize the original model instead");
-        }
-        if (Files.exists(dst)) {
-            throw new JTuneException("output " + dst + " already exists; choose a new directory (nothing was overwritten)");
-        }
-        Map<String, org.jtune.model.WeightLoader.Loaded> matrices = new java.util.HashMap<>();
-        model.weights().matrices().forEach(m -> matrices.put(m.name(), m));
         Map<String, Linear> linears = new java.util.HashMap<>();
         model.linearLayers().forEach(l -> linears.put(l.module() + ".weight", l));
         Map<String, float[]> vectorOverrides = new java.util.HashMap<>();
@@ -349,59 +340,43 @@ public final class SmoothQuant {
                 vectorOverrides.put(v.name(), o);
             }
         });
-        Path tmp = dst.toAbsolutePath().resolveSibling("." + dst.getFileName() + ".tmp");
-        try (org.jtune.io.safetensors.WeightFiles files = org.jtune.io.safetensors.WeightFiles.open(src)) {
-            ModelQuantizer.deleteQuietly(tmp);
-            Files.createDirectories(tmp);
-            org.jtune.io.safetensors.SafetensorsWriter w = new org.jtune.io.safetensors.SafetensorsWriter().metadata("format", "pt");
-            for (String name : files.names().stream().sorted().toList()) {
-                org.jtune.io.safetensors.TensorInfo info = files.info(name);
-                Linear l = linears.get(name);
-                float[] vec = vectorOverrides.get(name);
-                if (l != null && (quantize || plan.weights().containsKey(l))) {
-                    float[] values = plan.weights().containsKey(l) ? plan.weights().get(l) : f32(l);
-                    int rows = l.outFeatures(), cols = l.inFeatures();
-                    boolean transposed = matrices.get(name).transposedOnDisk();
-                    if (quantize) {
-                        Matrix q = Int8Weights.quantize(Linear.f32View(values, rows, cols), cols);
-                        w.add(name, org.jtune.io.safetensors.DType.I8, info.shape(),
-                                transposed ? ModelQuantizer.transpose(q.data(), rows, cols) : q.data());
-                        w.addFloats(name + org.jtune.model.WeightLoader.SCALE_SUFFIX, new long[] {rows, 1}, q.scales());
-                        if (!dynamic) {
-                            w.addFloats(l.module() + ".act_scale", new long[] {1}, new float[] {plan.actMax().getOrDefault(l, 1f) / 127f});
-                        }
-                    } else {
-                        w.addFloats(name, info.shape(), transposed ? transposeF(values, rows, cols) : values);
+        ModelQuantizer.write(src, dst, model, method, (w, name, info, loaded) -> {
+            Linear l = linears.get(name);
+            if (l != null && (quantize || plan.weights().containsKey(l))) {
+                float[] values = plan.weights().containsKey(l) ? plan.weights().get(l) : f32(l);
+                int rows = l.outFeatures(), cols = l.inFeatures();
+                boolean transposed = loaded.transposedOnDisk();
+                if (quantize) {
+                    Matrix q = Int8Weights.quantize(Linear.f32View(values, rows, cols), cols);
+                    w.add(name, org.jtune.io.safetensors.DType.I8, info.shape(),
+                            transposed ? ModelQuantizer.transpose(q.data(), rows, cols) : q.data());
+                    w.addFloats(name + org.jtune.model.WeightLoader.SCALE_SUFFIX, new long[] {rows, 1}, q.scales());
+                    if (!dynamic) {
+                        w.addFloats(l.module() + ".act_scale", new long[] {1}, new float[] {plan.actMax().getOrDefault(l, 1f) / 127f});
                     }
-                } else if (vec != null) {
-                    w.addFloats(name, info.shape(), vec);
                 } else {
-                    w.add(name, info.dtype(), info.shape(), files.data(name));
+                    w.addFloats(name, info.shape(), transposed ? transposeF(values, rows, cols) : values);
                 }
+                return true;
             }
-            w.write(tmp.resolve("model.safetensors"));
-            com.fasterxml.jackson.databind.node.ObjectNode config = cfg.json().deepCopy();
-            if (quantize) {
-                com.fasterxml.jackson.databind.node.ObjectNode qc = config.putObject("quantization_config");
-                qc.put("quant_method", "jtune");
-                qc.put("method", method);
-                qc.put("bits", 8);
-                qc.put("group_size", 0);
-                qc.put("activations", dynamic ? "dynamic" : "static");
-                qc.put("scale_suffix", org.jtune.model.WeightLoader.SCALE_SUFFIX);
-                com.fasterxml.jackson.databind.node.ObjectNode a = qc.putObject("alpha");
-                plan.alphas().forEach(a::put);
+            float[] vec = vectorOverrides.get(name);
+            if (vec != null) {
+                w.addFloats(name, info.shape(), vec);
+                return true;
             }
-            Files.writeString(tmp.resolve("config.json"), config.toPrettyString());
-            ModelQuantizer.copySideFiles(src, tmp);
-            Files.move(tmp, dst, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException e) {
-            ModelQuantizer.deleteQuietly(tmp);
-            throw new java.io.UncheckedIOException(e);
-        } catch (RuntimeException e) {
-            ModelQuantizer.deleteQuietly(tmp);
-            throw e;
-        }
+            return false;
+        }, !quantize ? null : qc -> {
+            qc.put("bits", 8);
+            qc.put("group_size", 0);
+            qc.put("activations", dynamic ? "dynamic" : "static");
+            com.fasterxml.jackson.databind.node.ObjectNode a = qc.putObject("alpha");
+            plan.alphas().forEach(a::put);
+        });
+    }
+
+    /** Fails at once when {@code src} is already quantized or {@code dst} exists (check before a long calibration). */
+    public static void requireQuantizable(Path src, Path dst) {
+        ModelQuantizer.requireQuantizable(src, dst);
     }
 
     private static float[] transposeF(float[] a, int rows, int cols) {
