@@ -13,8 +13,8 @@ import jdk.incubator.vector.VectorOperators;
  * with the byte species {@link VectorKernels#B} and widened to f32 in registers (B2I, then I2F).
  *
  * <p>Fast path, when the group size is a multiple of the float lane count (so is cols): decode
- * ({@link #tile4x1}) accumulates {@code q . x} over each group in four per-row accumulators, then adds
- * group sum times scale into four per-row vector totals; prefill ({@link #tile4x4}) multiplies each
+ * ({@link #rowDot}, one row at a time) accumulates {@code q . x} over each group, then adds group sum
+ * times scale into the row's vector total; prefill ({@link #tile4x4}) multiplies each
  * widened weight vector by its (broadcast) group scale once and reuses it for four tokens: keeping
  * 16 group sums next to 16 totals would need every one of the 32 vector registers and spill.
  * Other group sizes (smaller than the lane count, or not a multiple of it) take
@@ -48,19 +48,17 @@ final class MatmulI8 {
             }
             return;
         }
-        int r = r0;
-        for (; r + 4 <= r1; r += 4) {
-            long wOff = r * rowBytes;
-            int t = 0;
-            for (; t + 4 <= tokens; t += 4) {
-                tile4x4(out, x, w, wOff, rowBytes, scales, r * ng, ng, group, r, rows, cols, t);
-            }
-            for (; t < tokens; t++) {
-                tile4x1(out, x, w, wOff, rowBytes, scales, r * ng, ng, group, r, rows, cols, t);
+        int tiled = tokens & ~3;   // 4x4 tiles while four tokens are left; the rest one row at a time (see MatmulF32)
+        int rt = r0;
+        if (tiled > 0) {
+            for (; rt + 4 <= r1; rt += 4) {
+                for (int t = 0; t < tiled; t += 4) {
+                    tile4x4(out, x, w, rt * rowBytes, rowBytes, scales, rt * ng, ng, group, rt, rows, cols, t);
+                }
             }
         }
-        for (; r < r1; r++) {
-            for (int t = 0; t < tokens; t++) {
+        for (int r = r0; r < r1; r++) {
+            for (int t = r < rt ? tiled : 0; t < tokens; t++) {
                 out[t * rows + r] = rowDot(x, t * cols, w, r * rowBytes, scales, r * ng, ng, group);
             }
         }
@@ -154,97 +152,77 @@ final class MatmulI8 {
     }
 
     /**
-     * Four rows times one token, group % L == 0: the decode kernel. Four weight streams, each with a
-     * group accumulator (FMA on widened bytes) folded into a vector total once per group; the group
-     * loop is split in halves when it holds an even number of vectors, giving eight FMA chains.
+     * One weight row against one x row, group % L == 0: the decode kernel. Per group, the widened
+     * weights are multiply-added into a group sum, which is then scaled into the row total. Groups of
+     * two or four vectors (group 32 with 16 or 8 lanes) take straight-line code (two groups per
+     * iteration into two totals for the former): an inner loop of one or two trips ran at half the speed.
      */
-    private static void tile4x1(float[] out, float[] x, MemorySegment w, long wOff, long rowBytes, float[] scales,
-                                int sOff, int ng, int group, int r, int rows, int cols, int t) {
-        float[] sc = VectorMath.scratch();   // lane sums in a fixed order: see VectorMath
-        long w0 = wOff, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
-        int s0 = sOff, s1 = s0 + ng, s2 = s1 + ng, s3 = s2 + ng;
-        int x0 = t * cols;
-        FloatVector t0 = FloatVector.zero(VectorKernels.F), t1 = t0, t2 = t0, t3 = t0;
-        int c = 0;
-        if (group % (2 * L) == 0) {
-            for (int g = 0; g < ng; g++) {
-                FloatVector a0 = FloatVector.zero(VectorKernels.F), a1 = a0, a2 = a0, a3 = a0;
-                FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-                int end = c + group;
-                for (; c < end; c += 2 * L) {
-                    long cc = c + L;
-                    FloatVector v = FloatVector.fromArray(VectorKernels.F, x, x0 + c);
-                    FloatVector u = FloatVector.fromArray(VectorKernels.F, x, x0 + c + L);
-                    FloatVector wv5 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w0 + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w0 + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a0 = wv5.fma(v, a0);
-                    FloatVector wv6 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w1 + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w1 + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a1 = wv6.fma(v, a1);
-                    FloatVector wv7 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w2 + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w2 + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a2 = wv7.fma(v, a2);
-                    FloatVector wv8 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w3 + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w3 + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a3 = wv8.fma(v, a3);
-                    FloatVector wv9 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w0 + cc, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w0 + cc, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    b0 = wv9.fma(u, b0);
-                    FloatVector wv10 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w1 + cc, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w1 + cc, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    b1 = wv10.fma(u, b1);
-                    FloatVector wv11 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w2 + cc, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w2 + cc, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    b2 = wv11.fma(u, b2);
-                    FloatVector wv12 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w3 + cc, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w3 + cc, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    b3 = wv12.fma(u, b3);
-                }
-                t0 = a0.add(b0).fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
-                t1 = a1.add(b1).fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), t1);
-                t2 = a2.add(b2).fma(FloatVector.broadcast(VectorKernels.F, scales[s2 + g]), t2);
-                t3 = a3.add(b3).fma(FloatVector.broadcast(VectorKernels.F, scales[s3 + g]), t3);
-            }
-        } else {
-            for (int g = 0; g < ng; g++) {
-                FloatVector a0 = FloatVector.zero(VectorKernels.F), a1 = a0, a2 = a0, a3 = a0;
-                int end = c + group;
-                for (; c < end; c += L) {
-                    FloatVector v = FloatVector.fromArray(VectorKernels.F, x, x0 + c);
-                    FloatVector wv13 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w0 + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w0 + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a0 = wv13.fma(v, a0);
-                    FloatVector wv14 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w1 + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w1 + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a1 = wv14.fma(v, a1);
-                    FloatVector wv15 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w2 + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w2 + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a2 = wv15.fma(v, a2);
-                    FloatVector wv16 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, w3 + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, w3 + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a3 = wv16.fma(v, a3);
-                }
-                t0 = a0.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
-                t1 = a1.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), t1);
-                t2 = a2.fma(FloatVector.broadcast(VectorKernels.F, scales[s2 + g]), t2);
-                t3 = a3.fma(FloatVector.broadcast(VectorKernels.F, scales[s3 + g]), t3);
-            }
-        }
-        int o = t * rows + r;
-        t0.intoArray(sc, 0);
-        out[o] = VectorMath.sumLanes(sc, 0);
-        t1.intoArray(sc, L);
-        out[o + 1] = VectorMath.sumLanes(sc, L);
-        t2.intoArray(sc, 2 * L);
-        out[o + 2] = VectorMath.sumLanes(sc, 2 * L);
-        t3.intoArray(sc, 3 * L);
-        out[o + 3] = VectorMath.sumLanes(sc, 3 * L);
-    }
-
-    /** One weight row against one x row, group % L == 0. */
     private static float rowDot(float[] x, int xOff, MemorySegment w, long wOff, float[] scales, int sOff, int ng,
                                 int group) {
         float[] sc = VectorMath.scratch();   // lane sums in a fixed order: see VectorMath
-        FloatVector tot = FloatVector.zero(VectorKernels.F);
-        int c = 0;
-        for (int g = 0; g < ng; g++) {
-            FloatVector a = FloatVector.zero(VectorKernels.F);
-            int end = c + group;
-            for (; c < end; c += L) {
-                FloatVector wv17 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                a = wv17.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
+        FloatVector tot = FloatVector.zero(VectorKernels.F), tot2 = tot;
+        if (group == 2 * L) {
+            int g = 0;
+            for (; g + 2 <= ng; g += 2) {
+                int c = g * group, d = c + group;
+                FloatVector wv5 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector a = wv5.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c));
+                FloatVector wv6 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + d, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + d, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector b = wv6.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + d));
+                FloatVector wv7 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                a = wv7.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L), a);
+                FloatVector wv8 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + d + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + d + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                b = wv8.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + d + L), b);
+                tot = a.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
+                tot2 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g + 1]), tot2);
             }
-            tot = a.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
+            if (g < ng) {
+                int c = g * group;
+                FloatVector wv9 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector a = wv9.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c));
+                FloatVector wv10 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                a = wv10.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L), a);
+                tot = a.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
+            }
+        } else if (group == 4 * L) {
+            for (int g = 0; g < ng; g++) {
+                int c = g * group;
+                FloatVector wv11 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector a = wv11.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c));
+                FloatVector wv12 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector b = wv12.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L));
+                FloatVector wv13 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                a = wv13.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L), a);
+                FloatVector wv14 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                b = wv14.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L), b);
+                tot = a.add(b).fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
+            }
+        } else if (group % (2 * L) == 0) {
+            int c = 0;
+            for (int g = 0; g < ng; g++) {
+                FloatVector a = FloatVector.zero(VectorKernels.F), b = a;
+                int end = c + group;
+                for (; c < end; c += 2 * L) {
+                    FloatVector wv15 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv15.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
+                    FloatVector wv16 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    b = wv16.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L), b);
+                }
+                tot = a.add(b).fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
+            }
+        } else {
+            int c = 0;
+            for (int g = 0; g < ng; g++) {
+                FloatVector a = FloatVector.zero(VectorKernels.F);
+                int end = c + group;
+                for (; c < end; c += L) {
+                    FloatVector wv17 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv17.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
+                }
+                tot = a.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
+            }
         }
-        tot.intoArray(sc, 0);
+        tot.add(tot2).intoArray(sc, 0);
         return VectorMath.sumLanes(sc, 0);
     }
 

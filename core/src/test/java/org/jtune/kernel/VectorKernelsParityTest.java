@@ -167,9 +167,9 @@ class VectorKernelsParityTest {
         }
     }
 
-    /** Group sizes to test for a width: per channel, then 32, 16, 8 where they divide it. */
+    /** Group sizes to test for a width: per channel, then 64, 32, 16, 8 where they divide it (2 and 4 vectors at 16 or 8 lanes take the straight-line decode path). */
     static int[] i8Groups(int cols) {
-        return java.util.stream.IntStream.of(cols, 32, 16, 8).filter(g -> g <= cols && cols % g == 0).distinct().toArray();
+        return java.util.stream.IntStream.of(cols, 64, 32, 16, 8).filter(g -> g <= cols && cols % g == 0).distinct().toArray();
     }
 
     /**
