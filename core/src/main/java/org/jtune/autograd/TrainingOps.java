@@ -406,12 +406,19 @@ public final class TrainingOps implements Ops {
             // parallel over kv heads: each owns its query heads' dQ columns and its own dK/dV columns
             WorkerPool.shared().run(d.numKvHeads(), (from, to) -> {
                 for (int kvHead = from; kvHead < to; kvHead++) {
-                    attentionBackward(d, a, keys, values, dAtt, dQ, dKeys, dValues, kvHead, start, n, scale);
+                    attentionBackward(d, a, keys, values, dAtt, dQ, dKeys, dValues, kvHead, s.cache.index(kvHead, 0), start, n,
+                            scale);
                 }
             });
-            // the append: new rows of the cache came from k and v
-            k.axpy(tape.grad(a.k), 0, 1f, dKeys, start * kvd, n * kvd);
-            k.axpy(tape.grad(a.v), 0, 1f, dValues, start * kvd, n * kvd);
+            // the append: new rows of the cache came from k and v (see KvCache.write)
+            float[] dK = tape.grad(a.k), dV = tape.grad(a.v);
+            for (int t = 0; t < n; t++) {
+                for (int h = 0; h < d.numKvHeads(); h++) {
+                    int src = s.cache.index(h, start + t);
+                    k.axpy(dK, t * kvd + h * d.headDim(), 1f, dKeys, src, d.headDim());
+                    k.axpy(dV, t * kvd + h * d.headDim(), 1f, dValues, src, d.headDim());
+                }
+            }
         });
     }
 
@@ -421,28 +428,27 @@ public final class TrainingOps implements Ops {
      * dQ += scale dS k, dK_j += scale dS_j q, dV_j += p_j dAtt.
      */
     private void attentionBackward(DecoderState.Dims d, DecoderState.LayerActs a, float[] keys, float[] values,
-                                   float[] dAtt, float[] dQ, float[] dKeys, float[] dValues, int kvHead, int start,
-                                   int n, float scale) {
-        int heads = d.numHeads(), hd = d.headDim(), group = heads / d.numKvHeads(), qd = d.qDim(), kvd = d.kvDim();
+                                   float[] dAtt, float[] dQ, float[] dKeys, float[] dValues, int kvHead, int kvo,
+                                   int start, int n, float scale) {
+        int heads = d.numHeads(), hd = d.headDim(), group = heads / d.numKvHeads(), qd = d.qDim();
         float[] p = new float[start + n], dP = new float[start + n];
-        int kvo = kvHead * hd;
         for (int head = kvHead * group; head < (kvHead + 1) * group; head++) {
             for (int t = 0; t < n; t++) {
                 int len = start + t + 1, qo = t * qd + head * hd;
                 for (int j = 0; j < len; j++) {
-                    p[j] = scale * k.dot(a.q, qo, keys, j * kvd + kvo, hd);
+                    p[j] = scale * k.dot(a.q, qo, keys, kvo + j * hd, hd);
                 }
                 k.softmax(p, 0, len);
                 double sum = 0;
                 for (int j = 0; j < len; j++) {
-                    dP[j] = k.dot(dAtt, qo, values, j * kvd + kvo, hd);
+                    dP[j] = k.dot(dAtt, qo, values, kvo + j * hd, hd);
                     sum += (double) p[j] * dP[j];
                 }
                 for (int j = 0; j < len; j++) {
                     float dS = p[j] * (dP[j] - (float) sum) * scale;
-                    k.axpy(dQ, qo, dS, keys, j * kvd + kvo, hd);
-                    k.axpy(dKeys, j * kvd + kvo, dS, a.q, qo, hd);
-                    k.axpy(dValues, j * kvd + kvo, p[j], dAtt, qo, hd);
+                    k.axpy(dQ, qo, dS, keys, kvo + j * hd, hd);
+                    k.axpy(dKeys, kvo + j * hd, dS, a.q, qo, hd);
+                    k.axpy(dValues, kvo + j * hd, p[j], dAtt, qo, hd);
                 }
             }
         }

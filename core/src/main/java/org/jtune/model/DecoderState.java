@@ -74,7 +74,7 @@ public final class DecoderState extends ModelState {
 
     /** A state running its forward through {@code ops}; one activation set per layer when the ops keep activations. */
     public DecoderState(Dims d, Rope rope, int maxSeq, int maxChunk, Kernels kernels, WorkerPool pool, Ops ops) {
-        super(new KvCache(d.numLayers, maxSeq, d.kvDim()), maxChunk);
+        super(new KvCache(d.numLayers, maxSeq, d.numKvHeads, d.headDim), maxChunk);
         this.dims = d;
         this.ops = ops;
         this.perLayer = ops.keepsActivations();
@@ -141,9 +141,7 @@ public final class DecoderState extends ModelState {
 
     /** Writes the chunk's k and v rows into layer {@code layer}'s cache at positions {@code start ..}, in place. */
     public void appendKv(LayerActs a, int layer, int start, int n) {
-        int kvd = dims.kvDim();
-        System.arraycopy(a.k, 0, cache.keys[layer], start * kvd, n * kvd);
-        System.arraycopy(a.v, 0, cache.values[layer], start * kvd, n * kvd);
+        cache.write(layer, a.k, a.v, start, n);
     }
 
     /**
@@ -185,7 +183,7 @@ public final class DecoderState extends ModelState {
             for (int i = from; i < to; i++) {
                 int t = i / heads, head = i % heads;
                 int off = t * qd + head * hd;
-                kernels.attend(acts.att, off, acts.q, off, keys, values, (head / group) * hd, d.kvDim(), start + t + 1, hd,
+                kernels.attend(acts.att, off, acts.q, off, keys, values, s.cache.index(head / group, 0), hd, start + t + 1, hd,
                         scale, sc);
             }
         }

@@ -146,15 +146,19 @@ class OpsGradientCheckTest {
             Consumer<TrainingOps> forward = ops -> {
                 DecoderState s = new DecoderState(d, null, prefix + n, n, k, WorkerPool.shared(), ops);
                 DecoderState.LayerActs a = s.acts(0);
-                System.arraycopy(prefixK, 0, s.cache.keys[0], 0, prefixK.length);
-                System.arraycopy(prefixV, 0, s.cache.values[0], 0, prefixV.length);
+                s.cache.write(0, prefixK, prefixV, 0, prefix);
                 System.arraycopy(qkv, 0, a.qkv, 0, qkv.length);
                 // recorded first, so it runs last: routes the state's gradients back to the test's inputs
                 Tape tape = ops.tape();
                 tape.record(() -> {
                     k.axpy(tape.grad(qkv), 0, 1f, tape.grad(a.qkv), 0, qkv.length);
-                    k.axpy(tape.grad(prefixK), 0, 1f, tape.grad(s.cache.keys[0]), 0, prefixK.length);
-                    k.axpy(tape.grad(prefixV), 0, 1f, tape.grad(s.cache.values[0]), 0, prefixV.length);
+                    for (int t = 0; t < prefix; t++) {
+                        for (int h = 0; h < kvHeads; h++) {
+                            int at = s.cache.index(h, t), row = t * d.kvDim() + h * hd;
+                            k.axpy(tape.grad(prefixK), row, 1f, tape.grad(s.cache.keys[0]), at, hd);
+                            k.axpy(tape.grad(prefixV), row, 1f, tape.grad(s.cache.values[0]), at, hd);
+                        }
+                    }
                 });
                 ops.splitQkv(s, a, n, perHead);
                 ops.attention(s, a, 0, prefix, n, 0.7f);
