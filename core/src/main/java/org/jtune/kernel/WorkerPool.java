@@ -1,27 +1,40 @@
 package org.jtune.kernel;
 
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.locks.LockSupport;
 
 /**
- * A persistent pool of worker threads with static partitioning: {@link #run} splits {@code [0, n)}
- * into one contiguous range per thread, the caller takes the first range itself, and returns when
- * all ranges are done. Threads are created once and park between jobs, so a decode step pays no
- * thread creation and no fork/join queueing, and dispatching allocates nothing. Jobs are serialized:
- * one job runs at a time per pool.
+ * A persistent pool of worker threads. {@link #run} splits {@code [0, n)} into contiguous chunks, gives
+ * each thread an equal run of consecutive chunks (static partitioning: a thread reads its rows of a
+ * weight matrix as one sequential stream), the caller works on the first run itself, and a thread that
+ * finishes its own run takes the remaining chunks of the others, front first. Threads are created once
+ * and spin, then park, between jobs, so a decode step pays no thread creation and no fork/join
+ * queueing, and dispatching allocates nothing. Jobs are serialized: one job runs at a time per pool.
+ *
+ * <p>Why the stealing: on a shared 2-core VM the two cores are rarely equally fast (the other core also
+ * runs the JIT, the GC and the neighbours' interrupts); with fixed halves the caller waited for the
+ * worker in most decode matmuls, about a fifth of the decode time on SmolLM2-135M. Which thread
+ * computes a chunk never changes its result, so outputs stay bit-identical.
  */
 public final class WorkerPool implements AutoCloseable {
     private static final int SPINS = 20_000;
+    /** Chunks per thread: enough to rebalance a late thread, few enough that claiming one costs nothing. */
+    private static final int CHUNKS_PER_THREAD = 4;
+    /** Claim counters one cache line apart, so that each thread's counter stays in its own cache. */
+    private static final int PAD = 16;
     private static volatile WorkerPool shared;
 
-    private final Thread[] workers;
+    private final Worker[] workers;
     private final int threads;
     private final AtomicInteger pending = new AtomicInteger();
+    private final AtomicIntegerArray next;   // [thread * PAD]: next chunk of that thread's run
+    private final int[] runEnd;              // [thread]: end of that thread's run of chunks
     private volatile long generation;
     private volatile boolean closed;
     private volatile Thread caller;
     private RangeTask task;
-    private int size;
+    private int size, chunks;
     private volatile Throwable failure;
 
     public WorkerPool(int threads) {
@@ -29,10 +42,11 @@ public final class WorkerPool implements AutoCloseable {
             throw new IllegalArgumentException("threads must be >= 1, got " + threads);
         }
         this.threads = threads;
-        this.workers = new Thread[threads - 1];
+        this.next = new AtomicIntegerArray(threads * PAD);
+        this.runEnd = new int[threads];
+        this.workers = new Worker[threads - 1];
         for (int i = 0; i < workers.length; i++) {
-            int index = i + 1;
-            Thread t = new Thread(() -> workLoop(index), "jtune-worker-" + index);
+            Worker t = new Worker(this, i + 1);
             t.setDaemon(true);
             workers[i] = t;
             t.start();
@@ -59,14 +73,14 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     /**
-     * Which thread's range of a job over {@code [0, n)} starts at {@code from}: lets a task index
-     * per-thread scratch buffers without thread-locals.
+     * The calling thread's index in this pool, in {@code [0, threads())}: 0 for the thread that called
+     * {@link #run}, 1.. for the workers. Lets a task index per-thread scratch buffers without thread-locals.
      */
-    public int rangeIndex(int n, int from) {
-        return from / ((n + threads - 1) / threads);
+    public int threadIndex() {
+        return Thread.currentThread() instanceof Worker w && w.pool == this ? w.index : 0;
     }
 
-    /** Runs {@code task} over {@code [0, n)} split into {@link #threads()} contiguous ranges. */
+    /** Runs {@code task} over {@code [0, n)}; every index is passed to exactly one {@code task.run} call. */
     public synchronized void run(int n, RangeTask task) {
         if (n <= 0) {
             return;
@@ -75,21 +89,22 @@ public final class WorkerPool implements AutoCloseable {
             task.run(0, n);
             return;
         }
+        int c = Math.min(n, threads * CHUNKS_PER_THREAD);
+        for (int i = 0; i < threads; i++) {
+            next.setPlain(i * PAD, (int) ((long) i * c / threads));
+            runEnd[i] = (int) ((long) (i + 1) * c / threads);
+        }
         this.task = task;
         this.size = n;
+        this.chunks = c;
         this.failure = null;
         this.caller = Thread.currentThread();
         pending.set(workers.length);
-        generation++; // volatile write publishes task and size
+        generation++; // volatile write publishes task, size, chunks and the claim counters
         for (Thread w : workers) {
             LockSupport.unpark(w);
         }
-        Throwable own = null;
-        try {
-            task.run(0, Math.min(n, (n + threads - 1) / threads));
-        } catch (Throwable t) {
-            own = t;
-        }
+        Throwable own = work(0);
         int spins = 0;
         while (pending.get() != 0) {
             if (++spins < SPINS) {
@@ -107,6 +122,23 @@ public final class WorkerPool implements AutoCloseable {
         }
     }
 
+    /** Thread {@code index}'s share: its own run of chunks, then what is left of the others'. */
+    private Throwable work(int index) {
+        RangeTask t = task;
+        int n = size, c = chunks;
+        for (int k = 0; k < threads; k++) {
+            int owner = (index + k) % threads, end = runEnd[owner];
+            for (int chunk; (chunk = next.getAndIncrement(owner * PAD)) < end; ) {
+                try {
+                    t.run((int) ((long) chunk * n / c), (int) ((long) (chunk + 1) * n / c));
+                } catch (Throwable e) {
+                    return e;   // this thread stops; the others take the chunks left
+                }
+            }
+        }
+        return null;
+    }
+
     private void workLoop(int index) {
         long seen = 0;
         while (true) {
@@ -122,21 +154,12 @@ public final class WorkerPool implements AutoCloseable {
                 return;
             }
             seen = generation;
-            RangeTask t = task;
-            int n = size;
-            int chunk = (n + threads - 1) / threads;
-            int from = Math.min(n, index * chunk);
-            int to = Math.min(n, from + chunk);
-            try {
-                if (from < to) {
-                    t.run(from, to);
-                }
-            } catch (Throwable e) {
+            Throwable e = work(index);
+            if (e != null) {
                 failure = e;
-            } finally {
-                if (pending.decrementAndGet() == 0) {
-                    LockSupport.unpark(caller);
-                }
+            }
+            if (pending.decrementAndGet() == 0) {
+                LockSupport.unpark(caller);
             }
         }
     }
@@ -146,6 +169,22 @@ public final class WorkerPool implements AutoCloseable {
         closed = true;
         for (Thread w : workers) {
             LockSupport.unpark(w);
+        }
+    }
+
+    private static final class Worker extends Thread {
+        final WorkerPool pool;
+        final int index;
+
+        Worker(WorkerPool pool, int index) {
+            super("jtune-worker-" + index);
+            this.pool = pool;
+            this.index = index;
+        }
+
+        @Override
+        public void run() {
+            pool.workLoop(index);
         }
     }
 }

@@ -178,7 +178,7 @@ public final class DecoderState extends ModelState {
             DecoderState s = state;
             Dims d = s.dims;
             int heads = d.numHeads, hd = d.headDim, group = heads / d.numKvHeads, qd = d.qDim();
-            float[] sc = s.scores[pool.rangeIndex(tokens * heads, from)];
+            float[] sc = s.scores[pool.threadIndex()];
             float[] keys = s.cache.keys[layer], values = s.cache.values[layer];
             for (int i = from; i < to; i++) {
                 int t = i / heads, head = i % heads;

@@ -3,6 +3,7 @@ package org.jtune.kernel;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import org.junit.jupiter.api.Test;
@@ -28,15 +29,17 @@ class WorkerPoolTest {
     }
 
     @Test
-    void exceptionInAWorkerPropagatesToTheCallerAndThePoolStaysUsable() {
+    void exceptionInAnyChunkPropagatesToTheCallerAndThePoolStaysUsable() {
         try (WorkerPool pool = new WorkerPool(3)) {
-            IllegalStateException boom = new IllegalStateException("boom");
-            RuntimeException thrown = assertThrows(RuntimeException.class, () -> pool.run(9, (from, to) -> {
-                if (from > 0 && to == 9) { // the last range: always a worker, never the caller
-                    throw boom;
-                }
-            }));
-            assertSame(boom, thrown);
+            for (int failing : new int[] {0, 4, 8}) {   // the caller's run, the middle, the last thread's run
+                IllegalStateException boom = new IllegalStateException("boom");
+                RuntimeException thrown = assertThrows(RuntimeException.class, () -> pool.run(9, (from, to) -> {
+                    if (from <= failing && failing < to) {
+                        throw boom;
+                    }
+                }));
+                assertSame(boom, thrown);
+            }
             AtomicIntegerArray hits = new AtomicIntegerArray(9);
             pool.run(9, (from, to) -> {
                 for (int i = from; i < to; i++) {
@@ -50,16 +53,46 @@ class WorkerPoolTest {
     }
 
     @Test
-    void exceptionOnTheCallersRangePropagatesAfterWorkersFinish() {
+    void aFailedChunkDoesNotStopTheOthersAndTheCallerReturnsOnlyAfterThem() {
         try (WorkerPool pool = new WorkerPool(2)) {
-            AtomicIntegerArray done = new AtomicIntegerArray(1);
-            assertThrows(ArithmeticException.class, () -> pool.run(4, (from, to) -> {
+            AtomicIntegerArray done = new AtomicIntegerArray(8);
+            assertThrows(ArithmeticException.class, () -> pool.run(8, (from, to) -> {
                 if (from == 0) {
-                    throw new ArithmeticException("caller range");
+                    throw new ArithmeticException("caller's first chunk");
                 }
-                done.incrementAndGet(0);
+                for (int i = from; i < to; i++) {
+                    done.incrementAndGet(i);
+                }
             }));
-            assertEquals(1, done.get(0));
+            for (int i = 1; i < 8; i++) {
+                assertEquals(1, done.get(i), "index " + i);
+            }
+        }
+    }
+
+    @Test
+    void aSlowThreadsChunksAreTakenByTheOthers() {
+        try (WorkerPool pool = new WorkerPool(2)) {
+            int n = 8;
+            int[] ranBy = new int[n];
+            pool.run(n, (from, to) -> {
+                int me = pool.threadIndex();
+                if (me == 1) {   // the worker is late: the caller must take part of its run
+                    try {
+                        Thread.sleep(200);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+                for (int i = from; i < to; i++) {
+                    ranBy[i] = me + 10;
+                }
+            });
+            long byCaller = java.util.Arrays.stream(ranBy).filter(t -> t == 10).count();
+            long byWorker = java.util.Arrays.stream(ranBy).filter(t -> t == 11).count();
+            assertEquals(n, byCaller + byWorker, "every chunk ran on thread index 0 or 1");
+            assertTrue(byCaller > n / 2, "the caller took chunks of the sleeping worker's run: " + byCaller);
+            assertEquals(0, pool.threadIndex(), "a thread outside the pool is index 0");
         }
     }
 
