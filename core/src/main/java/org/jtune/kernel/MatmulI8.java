@@ -154,47 +154,61 @@ final class MatmulI8 {
     /**
      * One weight row against one x row, group % L == 0: the decode kernel. Per group, the widened
      * weights are multiply-added into a group sum, which is then scaled into the row total. Groups of
-     * two or four vectors (group 32 with 16 or 8 lanes) take straight-line code (two groups per
-     * iteration into two totals for the former): an inner loop of one or two trips ran at half the speed.
+     * two or four vectors (group 32 with 16 or 8 lanes) take straight-line code (four groups per
+     * iteration into four totals for the former): an inner loop of one or two trips ran at half the speed.
      */
     private static float rowDot(float[] x, int xOff, MemorySegment w, long wOff, float[] scales, int sOff, int ng,
                                 int group) {
         float[] sc = VectorMath.scratch();   // lane sums in a fixed order: see VectorMath
         FloatVector tot = FloatVector.zero(VectorKernels.F), tot2 = tot;
         if (group == 2 * L) {
+            FloatVector tot3 = tot, tot4 = tot;
             int g = 0;
-            for (; g + 2 <= ng; g += 2) {
-                int c = g * group, d = c + group;
-                FloatVector wv5 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+            for (; g + 4 <= ng; g += 4) {
+                int c = g * group;
+                long o = wOff + c;
+                FloatVector wv5 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
                 FloatVector a = wv5.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c));
-                FloatVector wv6 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + d, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + d, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                FloatVector b = wv6.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + d));
-                FloatVector wv7 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                a = wv7.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L), a);
-                FloatVector wv8 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + d + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + d + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                b = wv8.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + d + L), b);
+                FloatVector wv6 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector b = wv6.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L));
+                FloatVector wv7 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector d = wv7.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 4 * L));
+                FloatVector wv8 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector e = wv8.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 6 * L));
+                FloatVector wv9 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                a = wv9.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L), a);
+                FloatVector wv10 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                b = wv10.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L), b);
+                FloatVector wv11 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                d = wv11.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 5 * L), d);
+                FloatVector wv12 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                e = wv12.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 7 * L), e);
                 tot = a.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
                 tot2 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g + 1]), tot2);
+                tot3 = d.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g + 2]), tot3);
+                tot4 = e.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g + 3]), tot4);
             }
-            if (g < ng) {
+            for (; g < ng; g++) {
                 int c = g * group;
-                FloatVector wv9 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                FloatVector a = wv9.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c));
-                FloatVector wv10 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                a = wv10.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L), a);
+                FloatVector wv13 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector a = wv13.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c));
+                FloatVector wv14 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                a = wv14.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L), a);
                 tot = a.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
             }
+            tot = tot.add(tot3);
+            tot2 = tot2.add(tot4);
         } else if (group == 4 * L) {
             for (int g = 0; g < ng; g++) {
                 int c = g * group;
-                FloatVector wv11 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                FloatVector a = wv11.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c));
-                FloatVector wv12 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                FloatVector b = wv12.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L));
-                FloatVector wv13 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                a = wv13.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L), a);
-                FloatVector wv14 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                b = wv14.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L), b);
+                FloatVector wv15 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector a = wv15.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c));
+                FloatVector wv16 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector b = wv16.mul(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L));
+                FloatVector wv17 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                a = wv17.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L), a);
+                FloatVector wv18 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                b = wv18.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L), b);
                 tot = a.add(b).fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
             }
         } else if (group % (2 * L) == 0) {
@@ -203,10 +217,10 @@ final class MatmulI8 {
                 FloatVector a = FloatVector.zero(VectorKernels.F), b = a;
                 int end = c + group;
                 for (; c < end; c += 2 * L) {
-                    FloatVector wv15 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv15.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
-                    FloatVector wv16 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    b = wv16.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L), b);
+                    FloatVector wv19 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv19.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
+                    FloatVector wv20 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    b = wv20.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c + L), b);
                 }
                 tot = a.add(b).fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
             }
@@ -216,8 +230,8 @@ final class MatmulI8 {
                 FloatVector a = FloatVector.zero(VectorKernels.F);
                 int end = c + group;
                 for (; c < end; c += L) {
-                    FloatVector wv17 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv17.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
+                    FloatVector wv21 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv21.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
                 }
                 tot = a.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
             }
@@ -239,8 +253,8 @@ final class MatmulI8 {
             if (group >= L) {
                 FloatVector a = FloatVector.zero(VectorKernels.F);
                 for (; c + L <= end; c += L) {
-                    FloatVector wv18 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv18.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
+                    FloatVector wv22 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv22.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
                 }
                 tot = a.fma(FloatVector.broadcast(VectorKernels.F, gs), tot);
             }
@@ -264,8 +278,8 @@ final class MatmulI8 {
             if (group >= L) {
                 FloatVector s = FloatVector.broadcast(VectorKernels.F, sc);
                 for (; c + L <= end; c += L) {
-                    FloatVector wv19 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, base + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, base + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    wv19.mul(s).intoArray(out, outOff + c);
+                    FloatVector wv23 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, base + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, base + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    wv23.mul(s).intoArray(out, outOff + c);
                 }
             }
             for (; c < end; c++) {
