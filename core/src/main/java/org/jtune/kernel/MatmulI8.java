@@ -57,9 +57,10 @@ final class MatmulI8 {
                 }
             }
         }
+        float[] sc = VectorMath.scratch();   // lane sums in a fixed order: see VectorMath
         for (int r = r0; r < r1; r++) {
             for (int t = r < rt ? tiled : 0; t < tokens; t++) {
-                out[t * rows + r] = rowDot(x, t * cols, w, r * rowBytes, scales, r * ng, ng, group);
+                out[t * rows + r] = rowDot(x, t * cols, w, r * rowBytes, scales, r * ng, ng, group, sc);
             }
         }
     }
@@ -158,8 +159,7 @@ final class MatmulI8 {
      * iteration into four totals for the former): an inner loop of one or two trips ran at half the speed.
      */
     private static float rowDot(float[] x, int xOff, MemorySegment w, long wOff, float[] scales, int sOff, int ng,
-                                int group) {
-        float[] sc = VectorMath.scratch();   // lane sums in a fixed order: see VectorMath
+                                int group, float[] sc) {
         FloatVector tot = FloatVector.zero(VectorKernels.F), tot2 = tot;
         if (group == 2 * L) {
             FloatVector tot3 = tot, tot4 = tot;
