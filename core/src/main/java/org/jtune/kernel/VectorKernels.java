@@ -22,8 +22,9 @@ import org.jtune.io.safetensors.DType;
  * <p>{@link #matmul} is the hot kernel. It is parallelised over blocks of {@value #RB} output rows with
  * the {@link WorkerPool}, through one reusable task object, so a call allocates nothing. Each row block
  * is dotted against {@value #TB} tokens at a time (16 accumulators), so during prefill each weight vector
- * loaded and widened is used for {@value #TB} tokens; decode ({@code tokens == 1}) streams {@value #RB}
- * rows at once with one accumulator each. From {@link #PACK_MIN_TOKENS} tokens on (prefill, training),
+ * loaded and widened is used for {@value #TB} tokens; decode ({@code tokens == 1}) reads one row after
+ * the other, so each thread's share of the matrix is one sequential stream (interleaving {@value #RB}
+ * short rows streamed at about 60 % of that). From {@link #PACK_MIN_TOKENS} tokens on (prefill, training),
  * matmul instead packs x once per call and runs {@link MatmulPacked}'s outer-product kernel over f32
  * weight panels widened once per call (about 2x the GFLOP/s of the 4x4 dot-product tile).
  *
