@@ -1,14 +1,10 @@
 package org.jtune.peft;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.HashMap;
 import java.util.Map;
-import java.util.stream.Stream;
 import org.jtune.JTuneException;
+import org.jtune.io.ModelDirWriter;
 import org.jtune.config.HfConfig;
 import org.jtune.io.safetensors.DType;
 import org.jtune.io.safetensors.SafetensorsWriter;
@@ -75,14 +71,11 @@ public final class LoraModels {
      * is copied. The output appears atomically.
      */
     public static void merge(Path modelDir, Path adapterDir, Path outDir) {
-        if (Files.exists(outDir)) {
-            throw new JTuneException("output " + outDir + " already exists; choose a new directory (nothing was overwritten)");
-        }
+        ModelDirWriter.requireNew(outDir);
         if (HfConfig.load(modelDir).has("quantization_config")) {
             throw new JTuneException(modelDir + " is quantized; merge the adapter into the original model, then quantize");
         }
         LoraAdapter adapter = LoraAdapter.load(adapterDir);
-        Path tmp = outDir.toAbsolutePath().resolveSibling("." + outDir.getFileName() + ".tmp");
         try (LanguageModel model = ModelRegistry.load(modelDir); WeightFiles files = WeightFiles.open(modelDir)) {
             Map<String, Linear> linears = linears(model);
             Map<String, WeightLoader.Loaded> byName = new HashMap<>();
@@ -117,7 +110,6 @@ public final class LoraModels {
                 }
                 merged.put(name, out);
             }
-            Files.createDirectories(tmp);
             SafetensorsWriter writer = new SafetensorsWriter().metadata("format", "pt");
             for (String name : files.names().stream().sorted().toList()) {
                 TensorInfo info = files.info(name);
@@ -129,18 +121,7 @@ public final class LoraModels {
                     writer.add(name, info.dtype(), info.shape(), files.data(name));
                 }
             }
-            writer.write(tmp.resolve("model.safetensors"));
-            try (Stream<Path> s = Files.list(modelDir)) {
-                for (Path p : s.toList()) {
-                    String n = p.getFileName().toString();
-                    if (Files.isRegularFile(p) && !n.endsWith(".safetensors") && !n.equals("model.safetensors.index.json")) {
-                        Files.copy(p, tmp.resolve(n));
-                    }
-                }
-            }
-            Files.move(tmp, outDir, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            ModelDirWriter.write(modelDir, outDir, writer, null, false);
         }
     }
 }

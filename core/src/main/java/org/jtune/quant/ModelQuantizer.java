@@ -1,17 +1,12 @@
 package org.jtune.quant;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.lang.foreign.MemorySegment;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.Map;
-import java.util.stream.Stream;
 import org.jtune.JTuneException;
+import org.jtune.io.ModelDirWriter;
 import org.jtune.config.HfConfig;
 import org.jtune.io.safetensors.DType;
 import org.jtune.io.safetensors.SafetensorsWriter;
@@ -111,32 +106,19 @@ public final class ModelQuantizer {
             throw new JTuneException(src + " is already quantized (config.json has quantization_config "
                     + cfg.json().get("quantization_config") + "); quantize the original model instead");
         }
-        if (Files.exists(dst)) {
-            throw new JTuneException("output " + dst + " already exists; choose a new directory (nothing was overwritten)");
-        }
+        ModelDirWriter.requireNew(dst);
         return cfg;
     }
 
     /**
-     * The shared model-directory writer: refuses quantized sources and existing outputs, runs every
+     * The quantizers' model-directory writer: refuses quantized sources and existing outputs, runs every
      * tensor through {@code writer}, adds {@code quantization_config} (filled by {@code settings}; none
-     * when null) and copies the tokenizer and other side files; the directory appears atomically.
+     * when null) and writes the directory through {@link ModelDirWriter} (atomic, with the side files).
      * {@code model} is the loaded source, or null to load it here.
      */
     static void write(Path src, Path dst, LanguageModel model, String method, TensorWriter writer,
                       java.util.function.Consumer<ObjectNode> settings) {
-        HfConfig cfg = requireQuantizable(src, dst);
-        Path parent = dst.toAbsolutePath().getParent();
-        Path tmp;
-        try {
-            Files.createDirectories(parent);
-            tmp = Files.createTempDirectory(parent, "." + dst.getFileName() + ".tmp");
-            if (tmp.getFileSystem().supportedFileAttributeViews().contains("posix")) {   // temp dirs are 0700
-                Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
+        requireQuantizable(src, dst);
         try (LanguageModel owned = model == null ? ModelRegistry.load(src) : null; WeightFiles files = WeightFiles.open(src)) {
             LanguageModel m = model == null ? owned : model;
             Map<String, WeightLoader.Loaded> matrices = new HashMap<>();
@@ -153,24 +135,13 @@ public final class ModelQuantizer {
                     w.add(name, info.dtype(), info.shape(), files.data(name));
                 }
             }
-            w.write(tmp.resolve("model.safetensors"));
-            ObjectNode config = cfg.json().deepCopy();
-            if (settings != null) {
+            ModelDirWriter.write(src, dst, w, settings == null ? null : config -> {
                 ObjectNode qc = config.putObject("quantization_config");
                 qc.put("quant_method", "jtune");
                 qc.put("method", method);
                 settings.accept(qc);
                 qc.put("scale_suffix", WeightLoader.SCALE_SUFFIX);
-            }
-            Files.writeString(tmp.resolve("config.json"), config.toPrettyString());
-            copySideFiles(src, tmp);
-            Files.move(tmp, dst, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException e) {
-            deleteQuietly(tmp);
-            throw new UncheckedIOException(e);
-        } catch (RuntimeException e) {
-            deleteQuietly(tmp);
-            throw e;
+            }, false);
         }
     }
 
@@ -182,27 +153,6 @@ public final class ModelQuantizer {
             }
         }
         return MemorySegment.ofArray(t);
-    }
-
-    /** Tokenizer, generation config and the like: every file except weights and config.json. */
-    static void copySideFiles(Path src, Path dst) throws IOException {
-        try (Stream<Path> s = Files.list(src)) {
-            for (Path p : s.toList()) {
-                String n = p.getFileName().toString();
-                if (Files.isRegularFile(p) && !n.endsWith(".safetensors") && !n.equals("config.json")
-                        && !n.equals("model.safetensors.index.json")) {
-                    Files.copy(p, dst.resolve(n));
-                }
-            }
-        }
-    }
-
-    static void deleteQuietly(Path dir) {
-        try (Stream<Path> s = Files.walk(dir)) {
-            s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-        } catch (IOException ignored) {
-            // best effort: a leftover temp dir never replaces the user's files
-        }
     }
 
     private ModelQuantizer() {

@@ -18,6 +18,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.stream.Stream;
 import org.jtune.JTuneException;
+import org.jtune.io.ModelDirWriter;
 import org.jtune.autograd.Tape;
 import org.jtune.autograd.TrainingOps;
 import org.jtune.io.safetensors.SafetensorsFile;
@@ -430,49 +431,28 @@ public final class FineTune {
             return dir;
         }
         Path dir = out.resolve("model");
-        try {
-            Path tmp = out.resolve(".tmp-model");
-            deleteRecursively(tmp);
-            Files.createDirectories(tmp);
-            SafetensorsWriter w = new SafetensorsWriter().metadata("format", "pt");
-            Map<float[], WeightLoader.Loaded> matrices = new IdentityHashMap<>();
-            for (WeightLoader.Loaded m : model.weights().matrices()) {
-                matrices.put(m.master(), m);
-            }
-            for (Parameter p : params) {
-                WeightLoader.Loaded m = matrices.get(p.value());
-                if (m != null && m.transposedOnDisk()) {     // back to HF's Conv1D layout [in, out]
-                    int rows = m.matrix().rows(), cols = m.matrix().cols();
-                    float[] t = new float[p.value().length];
-                    for (int r = 0; r < rows; r++) {
-                        for (int c = 0; c < cols; c++) {
-                            t[c * rows + r] = p.value()[r * cols + c];
-                        }
-                    }
-                    w.addFloats(p.name(), new long[] {cols, rows}, t);
-                } else {
-                    w.addFloats(p.name(), p.shape(), p.value());
-                }
-            }
-            w.write(tmp.resolve("model.safetensors"));
-            ObjectNode config = (ObjectNode) JSON.readTree(Files.readString(modelDir.resolve("config.json")));
-            config.put("torch_dtype", "float32");
-            writeJson(tmp.resolve("config.json"), config);
-            try (Stream<Path> s = Files.list(modelDir)) {
-                for (Path p : s.toList()) {
-                    String n = p.getFileName().toString();
-                    if (Files.isRegularFile(p) && !n.endsWith(".safetensors") && !n.equals("config.json")
-                            && !n.equals("model.safetensors.index.json")) {
-                        Files.copy(p, tmp.resolve(n));
-                    }
-                }
-            }
-            deleteRecursively(dir);
-            Files.move(tmp, dir, StandardCopyOption.ATOMIC_MOVE);
-            return dir;
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+        SafetensorsWriter w = new SafetensorsWriter().metadata("format", "pt");
+        Map<float[], WeightLoader.Loaded> matrices = new IdentityHashMap<>();
+        for (WeightLoader.Loaded m : model.weights().matrices()) {
+            matrices.put(m.master(), m);
         }
+        for (Parameter p : params) {
+            WeightLoader.Loaded m = matrices.get(p.value());
+            if (m != null && m.transposedOnDisk()) {     // back to HF's Conv1D layout [in, out]
+                int rows = m.matrix().rows(), cols = m.matrix().cols();
+                float[] t = new float[p.value().length];
+                for (int r = 0; r < rows; r++) {
+                    for (int c = 0; c < cols; c++) {
+                        t[c * rows + r] = p.value()[r * cols + c];
+                    }
+                }
+                w.addFloats(p.name(), new long[] {cols, rows}, t);
+            } else {
+                w.addFloats(p.name(), p.shape(), p.value());
+            }
+        }
+        ModelDirWriter.write(modelDir, dir, w, config -> config.put("torch_dtype", "float32"), true);
+        return dir;
     }
 
     private static void writeJson(Path file, com.fasterxml.jackson.databind.JsonNode node) {
