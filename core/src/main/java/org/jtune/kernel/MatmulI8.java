@@ -12,6 +12,9 @@ import jdk.incubator.vector.VectorOperators;
  * MatmulI8Template.java.txt; edit the template). Bytes are loaded {@value VectorKernels#L} at a time
  * with the byte species {@link VectorKernels#B} and widened to f32 in registers (B2I, then I2F).
  *
+ * <p>Row-pair layout ({@link Matrix#rowPairs}, group-wise weights as loaded): decode runs
+ * {@link #pairDots}, two rows per pass; prefill widens rows through {@link #gather}.
+ *
  * <p>Fast path, when the group size is a multiple of the float lane count (so is cols): decode
  * ({@link #rowDot}, one row at a time) accumulates {@code q . x} over each group, then adds group sum
  * times scale into the row's vector total; prefill ({@link #tile4x4}) multiplies each
@@ -36,10 +39,17 @@ final class MatmulI8 {
 
     /** Row blocks {@code [fromBlock, toBlock)}: full RB x TB tiles, then leftover tokens, then leftover rows. */
     static void blocks(float[] out, float[] x, MemorySegment w, float[] scales, int group, int rows, int cols,
-                       int tokens, int fromBlock, int toBlock) {
+                       int tokens, int fromBlock, int toBlock, boolean pairs) {
         int r0 = fromBlock * VectorKernels.RB, r1 = Math.min(rows, toBlock * VectorKernels.RB);
         int ng = cols / group;
         long rowBytes = cols;
+        if (pairs) {   // Matrix.rowPairs (decode and short chunks; prefill from PACK_MIN_TOKENS goes through gather)
+            float[] sc = VectorMath.scratch();
+            for (int t = 0; t < tokens; t++) {
+                pairDots(out, t * rows, x, t * cols, w, scales, ng, group, rows, cols, r0, r1, sc);
+            }
+            return;
+        }
         if (group % L != 0) {
             for (int r = r0; r < r1; r++) {
                 for (int t = 0; t < tokens; t++) {
@@ -240,6 +250,74 @@ final class MatmulI8 {
         return VectorMath.sumLanes(sc, 0);
     }
 
+    /**
+     * Rows {@code [rFrom, rTo)} of a {@link Matrix#rowPairs} matrix against one x row (rFrom even): two
+     * rows per pass over one sequential stream, each x vector loaded once for both. Per row the sums
+     * are those of {@link #rowDot} (group sum, times scale, into a total), so a row gives the same
+     * result in either layout up to the order of the totals.
+     */
+    private static void pairDots(float[] out, int outOff, float[] x, int xOff, MemorySegment w, float[] scales, int ng,
+                                 int group, int rows, int cols, int rFrom, int rTo, float[] sc) {
+        int r = rFrom, pairEnd = Math.min(rTo, rows & ~1);
+        for (; r + 2 <= pairEnd; r += 2) {
+            long base = (long) r * cols;
+            int s0 = r * ng, s1 = s0 + ng;
+            FloatVector t0 = FloatVector.zero(VectorKernels.F), t1 = t0, u0 = t0, u1 = t0;
+            int g = 0;
+            if (group == 2 * L) {   // straight-line, two groups of both rows per iteration
+                for (; g + 2 <= ng; g += 2) {
+                    long o = base + (long) g * 2 * group;
+                    int c = g * group;
+                    FloatVector xa = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
+                    FloatVector xc = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L);
+                    FloatVector wv22 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector a = wv22.mul(xa);
+                    FloatVector wv23 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector b = wv23.mul(xa);
+                    FloatVector wv24 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector e = wv24.mul(xc);
+                    FloatVector wv25 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector f = wv25.mul(xc);
+                    FloatVector xb = FloatVector.fromArray(VectorKernels.F, x, xOff + c + L);
+                    FloatVector xd = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L);
+                    FloatVector wv26 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv26.fma(xb, a);
+                    FloatVector wv27 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    b = wv27.fma(xb, b);
+                    FloatVector wv28 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    e = wv28.fma(xd, e);
+                    FloatVector wv29 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    f = wv29.fma(xd, f);
+                    t0 = a.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
+                    u0 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
+                    t1 = e.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 1]), t1);
+                    u1 = f.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 1]), u1);
+                }
+            }
+            for (; g < ng; g++) {   // any group of whole vectors
+                long o = base + (long) g * 2 * group;
+                int c = g * group;
+                FloatVector a = FloatVector.zero(VectorKernels.F), b = a;
+                for (int j = 0; j < group; j += L) {
+                    FloatVector xv = FloatVector.fromArray(VectorKernels.F, x, xOff + c + j);
+                    FloatVector wv30 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv30.fma(xv, a);
+                    FloatVector wv31 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + group + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + group + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    b = wv31.fma(xv, b);
+                }
+                t0 = a.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
+                u0 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
+            }
+            t0.add(t1).intoArray(sc, 0);
+            u0.add(u1).intoArray(sc, L);
+            out[outOff + r] = VectorMath.sumLanes(sc, 0);
+            out[outOff + r + 1] = VectorMath.sumLanes(sc, L);
+        }
+        for (; r < rTo; r++) {   // an odd last row is stored plainly
+            out[outOff + r] = rowDot(x, xOff, w, (long) r * cols, scales, r * ng, ng, group, sc);
+        }
+    }
+
     /** One weight row against one x row for any group size: per group, whole vectors then a scalar tail. */
     private static float rowDotAny(float[] x, int xOff, MemorySegment w, long wOff, float[] scales, int sOff, int cols,
                                    int group) {
@@ -253,8 +331,8 @@ final class MatmulI8 {
             if (group >= L) {
                 FloatVector a = FloatVector.zero(VectorKernels.F);
                 for (; c + L <= end; c += L) {
-                    FloatVector wv22 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv22.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
+                    FloatVector wv32 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv32.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
                 }
                 tot = a.fma(FloatVector.broadcast(VectorKernels.F, gs), tot);
             }
@@ -269,21 +347,23 @@ final class MatmulI8 {
     }
 
     /** Row {@code row} dequantized into {@code out[outOff..]}: q * scale, rounded once, as {@link Matrix#get}. */
-    static void gather(float[] out, int outOff, MemorySegment w, float[] scales, int group, int row, int cols) {
-        long base = (long) row * cols;
+    static void gather(float[] out, int outOff, MemorySegment w, float[] scales, int group, int row, int cols,
+                       boolean pairs) {
         int ng = cols / group;
+        boolean paired = pairs && row < (scales.length / ng & ~1);   // rows = scales.length / ng; an odd last row is plain
         for (int g = 0; g < ng; g++) {
             int c = g * group, end = c + group;
+            long src = (paired ? Matrix.pairOffset(row, c, cols, group) : (long) row * cols + c) - c;   // + c is element c
             float sc = scales[row * ng + g];
             if (group >= L) {
                 FloatVector s = FloatVector.broadcast(VectorKernels.F, sc);
                 for (; c + L <= end; c += L) {
-                    FloatVector wv23 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, base + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, base + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    wv23.mul(s).intoArray(out, outOff + c);
+                    FloatVector wv33 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    wv33.mul(s).intoArray(out, outOff + c);
                 }
             }
             for (; c < end; c++) {
-                out[outOff + c] = q(w, base + c) * sc;
+                out[outOff + c] = q(w, src + c) * sc;
             }
         }
     }

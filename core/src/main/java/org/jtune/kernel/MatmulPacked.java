@@ -88,7 +88,7 @@ final class MatmulPacked {
             case 0 -> MatmulF32.gather(pan, off, w, row, cols);
             case 1 -> MatmulBF16.gather(pan, off, w, row, cols);
             case 2 -> MatmulF16.gather(pan, off, w, row, cols);
-            default -> MatmulI8.gather(pan, off, w, scales, group, row, cols);
+            default -> MatmulI8.gather(pan, off, w, scales, group, row, cols, dt == 4);   // 3: I8, 4: I8 row pairs
         }
     }
 

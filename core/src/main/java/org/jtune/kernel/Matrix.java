@@ -13,6 +13,11 @@ import org.jtune.io.safetensors.DType;
  *
  * <p>I8 matrices are weight-only quantized: element (r, c) is {@code data[r, c] * scales[r, c / groupSize]},
  * with {@code groupSize} dividing {@code cols} ({@code groupSize == cols}: one scale per output channel).
+ * With {@code rowPairs} the bytes are held as row pairs (see {@link #withRowPairs}): rows {@code 2p} and
+ * {@code 2p + 1} alternate group by group ({@code groupSize} bytes of one, then of the other), so the
+ * decode kernel reads two rows as one sequential stream; an odd last row stays plain. {@code jtune
+ * quantize} writes group-wise int8 in this layout and records it in the file's metadata, so the loader
+ * maps it as it is.
  *
  * <p>U8 matrices are int4 weight-only quantized: two 4-bit codes per byte, the low nibble holding the even
  * column, so {@code data} has {@code rows * cols / 2} bytes ({@code cols} must be even). Element (r, c) is
@@ -21,7 +26,8 @@ import org.jtune.io.safetensors.DType;
  * null (symmetric: the nibble is the signed code plus 8, as llama.cpp's Q4_0). The tag U8 is what the
  * tensor is on disk; {@link #isInt4()} names it.
  */
-public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[] scales, int groupSize, float[] zeros) {
+public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[] scales, int groupSize, float[] zeros,
+                     boolean rowPairs) {
     static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
@@ -60,6 +66,10 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
         } else if (scales != null) {
             throw new IllegalArgumentException("only I8 and int4 matrices carry scales");
         }
+        if (rowPairs && (dtype != DType.I8 || !rowPairsFit(cols, groupSize))) {
+            throw new IllegalArgumentException("the row-pair layout is for group-wise I8 matrices with groups of a multiple of "
+                    + "16 columns, got " + dtype + " " + rows + "x" + cols + " group " + groupSize);
+        }
         if (dtype != DType.U8 && data.byteSize() != (long) rows * cols * dtype.byteSize()) {
             throw new IllegalArgumentException("matrix " + rows + "x" + cols + " " + dtype + " needs "
                     + (long) rows * cols * dtype.byteSize() + " bytes, segment has " + data.byteSize());
@@ -68,17 +78,56 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
 
     /** A matrix of a float dtype (no scales). */
     public Matrix(MemorySegment data, DType dtype, int rows, int cols) {
-        this(data, dtype, rows, cols, null, 0, null);
+        this(data, dtype, rows, cols, null, 0, null, false);
     }
 
-    /** An I8 matrix with group scales (or a float matrix: scales null, groupSize 0). */
+    /** A row-major I8 matrix with group scales (or a float matrix: scales null, groupSize 0). */
     public Matrix(MemorySegment data, DType dtype, int rows, int cols, float[] scales, int groupSize) {
-        this(data, dtype, rows, cols, scales, groupSize, null);
+        this(data, dtype, rows, cols, scales, groupSize, null, false);
     }
 
     /** An int4 matrix: packed nibbles {@code [rows, cols / 2]}, group scales, zero points or null (symmetric). */
     public static Matrix int4(MemorySegment packed, int rows, int cols, float[] scales, int groupSize, float[] zeros) {
-        return new Matrix(packed, DType.U8, rows, cols, scales, groupSize, zeros);
+        return new Matrix(packed, DType.U8, rows, cols, scales, groupSize, zeros, false);
+    }
+
+    /**
+     * Whether an I8 matrix with this group size can take the row-pair layout: group-wise (not per
+     * channel, whose decode kernel already runs near the bandwidth limit) with groups a multiple of 16
+     * columns, so each group is whole vectors at every lane count up to 16.
+     */
+    public static boolean rowPairsFit(int cols, int groupSize) {
+        return groupSize > 0 && groupSize < cols && groupSize % 16 == 0 && cols % groupSize == 0;
+    }
+
+    /**
+     * This row-major I8 matrix re-laid as row pairs, in a new off-heap segment (freed with the matrix);
+     * itself when it does not fit ({@link #rowPairsFit}), has one row or is already paired. Single-row decode reads a
+     * weight matrix once per token, and with one row per stream the int8 kernel is compute-bound on
+     * short rows: two rows at a time share every x load and the lane sums, and the pairing keeps their
+     * bytes one sequential stream (two separate row streams read DRAM at about 60 % of one).
+     */
+    public Matrix withRowPairs() {
+        if (dtype != DType.I8 || rowPairs || rows < 2 || !rowPairsFit(cols, groupSize)) {
+            return this;
+        }
+        MemorySegment paired = java.lang.foreign.Arena.ofAuto().allocate(data.byteSize(), 64);
+        int paired2 = rows & ~1, ng = cols / groupSize;
+        for (int r = 0; r < paired2; r++) {
+            for (int g = 0; g < ng; g++) {
+                MemorySegment.copy(data, (long) r * cols + (long) g * groupSize, paired,
+                        pairOffset(r, g * groupSize, cols, groupSize), groupSize);
+            }
+        }
+        if (paired2 < rows) {
+            MemorySegment.copy(data, (long) paired2 * cols, paired, (long) paired2 * cols, cols);
+        }
+        return new Matrix(paired, dtype, rows, cols, scales, groupSize, null, true);
+    }
+
+    /** Byte offset of element (r, c), c at a group start or inside it, for r in a pair (r < rows & ~1). */
+    static long pairOffset(int r, int c, int cols, int groupSize) {
+        return (long) (r & ~1) * cols + ((long) (c / groupSize) * 2 + (r & 1)) * groupSize + c % groupSize;
     }
 
     /** Whether this is a packed int4 matrix (dtype tag U8). */
@@ -102,7 +151,7 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
 
     /** Element (r, c) widened to f32; for scalar reference code and single-row gathers. */
     public float get(int r, int c) {
-        long i = (long) r * cols + c;
+        long i = rowPairs && r < (rows & ~1) ? pairOffset(r, c, cols, groupSize) : (long) r * cols + c;
         return switch (dtype) {
             case F32 -> data.getAtIndex(F32, i);
             case BF16 -> Float.intBitsToFloat(data.getAtIndex(I16, i) << 16);

@@ -61,7 +61,7 @@ public final class VectorKernels implements Kernels {
     private static final ValueLayout.OfFloat F32 = Matrix.F32;
     private static final ValueLayout.OfShort I16 = Matrix.I16;
 
-    private static final int DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2, DT_I8 = 3;
+    private static final int DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2, DT_I8 = 3, DT_I8_PAIRS = 4;
     /** Rows per block (the unit of parallel partitioning) and tokens per register tile. */
     static final int RB = 4, TB = 4;
     /** Below this many multiply-adds a matmul runs on the caller: pool dispatch would cost more than it saves. */
@@ -104,7 +104,7 @@ public final class VectorKernels implements Kernels {
             MatmulI4.matmul(pool, i4Task, out, x, w, tokens);
             return;
         }
-        int dt = dtypeCode(w.dtype());
+        int dt = dtypeCode(w);
         if (tokens >= PACK_MIN_TOKENS) {
             matmulPacked(out, x, w, dt, tokens);
             return;
@@ -159,13 +159,13 @@ public final class VectorKernels implements Kernels {
         }
     }
 
-    private static int dtypeCode(DType d) {
-        return switch (d) {
+    private static int dtypeCode(Matrix w) {
+        return switch (w.dtype()) {
             case F32 -> DT_F32;
             case BF16 -> DT_BF16;
             case F16 -> DT_F16;
-            case I8 -> DT_I8;
-            default -> throw new IllegalArgumentException("unsupported weight dtype " + d);
+            case I8 -> w.rowPairs() ? DT_I8_PAIRS : DT_I8;
+            default -> throw new IllegalArgumentException("unsupported weight dtype " + w.dtype());
         };
     }
 
@@ -206,7 +206,8 @@ public final class VectorKernels implements Kernels {
     static void matmulBlocks(float[] out, float[] x, MemorySegment w, int dt, float[] scales, int group, int rows,
                              int cols, int tokens, int fromBlock, int toBlock) {
         switch (dt) {
-            case DT_I8 -> MatmulI8.blocks(out, x, w, scales, group, rows, cols, tokens, fromBlock, toBlock);
+            case DT_I8, DT_I8_PAIRS -> MatmulI8.blocks(out, x, w, scales, group, rows, cols, tokens, fromBlock, toBlock,
+                    dt == DT_I8_PAIRS);
             case DT_F32 -> MatmulF32.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
             case DT_BF16 -> MatmulBF16.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
             default -> MatmulF16.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
@@ -241,7 +242,7 @@ public final class VectorKernels implements Kernels {
             case F32 -> MatmulF32.gather(out, outOff, m.data(), row, cols);
             case BF16 -> MatmulBF16.gather(out, outOff, m.data(), row, cols);
             case F16 -> MatmulF16.gather(out, outOff, m.data(), row, cols);
-            case I8 -> MatmulI8.gather(out, outOff, m.data(), m.scales(), m.groupSize(), row, cols);
+            case I8 -> MatmulI8.gather(out, outOff, m.data(), m.scales(), m.groupSize(), row, cols, m.rowPairs());
             case U8 -> MatmulI4.gather(out, outOff, m.data(), m.scales(), m.zeros(), m.groupSize(), row, cols);
             default -> throw new IllegalArgumentException("unsupported weight dtype " + m.dtype());
         }

@@ -99,7 +99,7 @@ public final class WeightLoader {
             return m;
         }
         TensorInfo info = checked(name, new long[] {rows, cols});
-        Matrix m = trainableCopy(withScales(name, info, files.data(name), rows, cols));
+        Matrix m = trainableCopy(withScales(name, info, files.data(name), rows, cols, false));
         loaded.add(new Loaded(name, m, false));
         return m;
     }
@@ -125,7 +125,7 @@ public final class WeightLoader {
                 MemorySegment.copy(src, ((long) c * rows + r) * size, dst, ((long) r * cols + c) * size, size);
             }
         }
-        Matrix m = trainableCopy(withScales(name, info, dst, rows, cols));
+        Matrix m = trainableCopy(withScales(name, info, dst, rows, cols, true));
         loaded.add(new Loaded(name, m, true));
         return m;
     }
@@ -144,7 +144,7 @@ public final class WeightLoader {
         return new Matrix(MemorySegment.ofArray(master), DType.F32, m.rows(), m.cols());
     }
 
-    private Matrix withScales(String name, TensorInfo info, MemorySegment data, int rows, int cols) {
+    private Matrix withScales(String name, TensorInfo info, MemorySegment data, int rows, int cols, boolean transposedCopy) {
         checkMatrixDtype(name, info);
         if (info.dtype() != DType.I8) {
             return new Matrix(data, info.dtype(), rows, cols);
@@ -161,8 +161,20 @@ public final class WeightLoader {
         }
         used.add(scaleName);
         bytesByDtype.merge(s.dtype().name(), s.byteSize(), Long::sum);
-        return new Matrix(data, DType.I8, rows, cols, files.readFloats(scaleName), (int) (cols / s.shape()[1]));
+        int group = (int) (cols / s.shape()[1]);
+        // `jtune quantize` stores group-wise int8 as row pairs (Matrix.withRowPairs); a transposed copy is row-major
+        boolean pairs = !transposedCopy && rows >= 2 && Matrix.rowPairsFit(cols, group)
+                && I8_ROW_PAIRS.equals(files.file(name).metadata().get(I8_LAYOUT_KEY));
+        return new Matrix(data, DType.I8, rows, cols, files.readFloats(scaleName), group, null, pairs);
     }
+
+    /**
+     * Safetensors metadata key naming how a file's I8 matrices are laid out: {@value #I8_ROW_PAIRS} for
+     * the row-pair layout of {@link Matrix#rowPairs} (group-wise matrices stored {@code [out, in]}); absent
+     * for row-major files (written before the layout existed), which still load.
+     */
+    public static final String I8_LAYOUT_KEY = "jtune_i8_layout";
+    public static final String I8_ROW_PAIRS = "row_pairs";
 
     /** Suffix of the int4 zero-point tensor {@code [rows, groups]} (U8 or F32; absent when symmetric). */
     public static final String ZERO_SUFFIX = "_zero";

@@ -38,7 +38,9 @@ public final class ModelQuantizer {
             }
             Matrix m = l.matrix();
             Matrix q = Int8Weights.quantize(m, groupSize == 0 ? m.cols() : groupSize);
-            MemorySegment bytes = l.transposedOnDisk() ? transpose(q.data(), m.rows(), m.cols()) : q.data();
+            // group-wise weights are stored as row pairs (Matrix.withRowPairs), which the loader maps as they are
+            MemorySegment bytes = l.transposedOnDisk() ? transpose(q.data(), m.rows(), m.cols()) : q.withRowPairs().data();
+            w.metadata(WeightLoader.I8_LAYOUT_KEY, WeightLoader.I8_ROW_PAIRS);
             w.add(name, DType.I8, info.shape(), bytes);
             w.addFloats(name + WeightLoader.SCALE_SUFFIX, new long[] {m.rows(), q.groupsPerRow()}, q.scales());
             return true;
@@ -46,6 +48,7 @@ public final class ModelQuantizer {
             qc.put("bits", 8);
             qc.put("symmetric", true);
             qc.put("group_size", groupSize);   // 0 = per output channel
+            qc.put("weight_layout", WeightLoader.I8_ROW_PAIRS);
         });
     }
 

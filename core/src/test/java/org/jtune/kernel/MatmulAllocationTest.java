@@ -30,11 +30,12 @@ class MatmulAllocationTest {
                 TestMatrices.matrix(rnd, DType.F32, 131, 515, true),
                 TestMatrices.matrix(rnd, DType.F16, 131, 515, true),
                 TestMatrices.i8Matrix(rnd, 131, 512, 32, true),
+                TestMatrices.i8Matrix(rnd, 131, 512, 32, true).withRowPairs(),
                 TestMatrices.i8Matrix(rnd, 131, 512, 16, true),
                 TestMatrices.i8Matrix(rnd, 131, 520, 8, true),
             };
             for (Matrix w : ws) {
-                String dt = w.dtype() + (w.dtype() == DType.I8 ? " group " + w.groupSize() : "");
+                String dt = w.dtype() + (w.dtype() == DType.I8 ? " group " + w.groupSize() + (w.rowPairs() ? " row pairs" : "") : "");
                 int cols = w.cols();
                 float[] x = TestMatrices.randomFloats(rnd, cols);
                 float[] out = new float[131];

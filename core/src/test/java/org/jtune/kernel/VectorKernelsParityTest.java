@@ -188,6 +188,7 @@ class VectorKernelsParityTest {
                             continue; // 259 x 4096 adds nothing over 259 x 1024 and 13 x 4096 but time
                         }
                         Matrix w = TestMatrices.i8Matrix(rnd, rows, cols, group, offHeap);
+                        Matrix paired = w.withRowPairs();
                         for (int tokens : TOKENS) {
                             float[] x = TestMatrices.randomFloats(rnd, tokens * cols);
                             float[] e = new float[tokens * rows], a = new float[tokens * rows];
@@ -195,6 +196,12 @@ class VectorKernelsParityTest {
                             VEC.matmul(a, x, w, tokens);
                             assertMatmulClose(e, a, x, w, tokens, "I8" + (offHeap ? " off-heap" : " heap") + " "
                                     + rows + "x" + cols + " group " + group + " t=" + tokens);
+                            if (paired != w) {   // the row-pair layout against the row-major scalar spec
+                                float[] p = new float[tokens * rows];
+                                VEC.matmul(p, x, paired, tokens);
+                                assertMatmulClose(e, p, x, w, tokens, "I8 row pairs " + rows + "x" + cols + " group "
+                                        + group + " t=" + tokens);
+                            }
                         }
                     }
                 }
@@ -206,7 +213,7 @@ class VectorKernelsParityTest {
     void int8MatmulIsIdenticalForOneTwoAndThreeThreads() {
         Random rnd = new Random(14);
         for (int group : new int[] {32, 8}) {
-            Matrix w = TestMatrices.i8Matrix(rnd, 203, 512, group, true);
+            Matrix w = TestMatrices.i8Matrix(rnd, 203, 512, group, true).withRowPairs();   // paired when group 32
             for (int tokens : new int[] {1, 6}) {
                 float[] x = TestMatrices.randomFloats(rnd, tokens * 512);
                 float[] first = null;
@@ -231,13 +238,18 @@ class VectorKernelsParityTest {
         for (boolean offHeap : new boolean[] {false, true}) {
             for (int cols : new int[] {8, 16, 24, 32, 48, 96, 1024}) {
                 for (int group : i8Groups(cols)) {
-                    Matrix m = TestMatrices.i8Matrix(rnd, 3, cols, group, offHeap);
+                    Matrix m = TestMatrices.i8Matrix(rnd, 3, cols, group, offHeap), paired = m.withRowPairs();
                     for (int r = 0; r < 3; r++) {
-                        float[] a = new float[cols + 2];
+                        float[] a = new float[cols + 2], p = new float[cols + 2];
                         VEC.gatherRow(a, 2, m, r);
+                        VEC.gatherRow(p, 2, paired, r);
                         for (int c = 0; c < cols; c++) {
                             assertEquals(Float.floatToRawIntBits(m.get(r, c)), Float.floatToRawIntBits(a[2 + c]),
                                     "cols " + cols + " group " + group + " row " + r + " col " + c);
+                            assertEquals(Float.floatToRawIntBits(m.get(r, c)), Float.floatToRawIntBits(paired.get(r, c)),
+                                    "row pairs get, cols " + cols + " group " + group + " row " + r + " col " + c);
+                            assertEquals(Float.floatToRawIntBits(m.get(r, c)), Float.floatToRawIntBits(p[2 + c]),
+                                    "row pairs gather, cols " + cols + " group " + group + " row " + r + " col " + c);
                         }
                     }
                 }

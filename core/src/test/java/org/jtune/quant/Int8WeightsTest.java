@@ -17,6 +17,8 @@ import org.jtune.infer.Sampler;
 import org.jtune.infer.Session;
 import org.jtune.io.safetensors.DType;
 import org.jtune.io.safetensors.SafetensorsFile;
+import org.jtune.io.safetensors.SafetensorsWriter;
+import org.jtune.io.safetensors.WeightFiles;
 import org.jtune.kernel.Matrix;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.ModelRegistry;
@@ -83,6 +85,11 @@ class Int8WeightsTest {
         try (LanguageModel m = ModelRegistry.load(out);
              SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
             assertTrue(m.weights().matrices().stream().map(WeightLoader.Loaded::matrix).allMatch(x -> x.dtype() == DType.I8));
+            for (WeightLoader.Loaded l : m.weights().matrices()) {   // group-wise matrices are mapped as row pairs
+                Matrix x = l.matrix();
+                assertEquals(!l.transposedOnDisk() && x.rows() >= 2 && Matrix.rowPairsFit(x.cols(), x.groupSize()),
+                        x.rowPairs(), l.name());
+            }
             int[] ids = Arrays.stream(golden.readLongs("input_ids.0")).mapToInt(Math::toIntExact).toArray();
             int[] greedy = Arrays.stream(golden.readLongs("greedy.0")).mapToInt(Math::toIntExact).toArray();
             int vocab = m.info().vocabSize();
@@ -107,6 +114,37 @@ class Int8WeightsTest {
                 }
             }
             assertArrayEquals(Arrays.copyOf(greedy, 8), got, name);
+        }
+    }
+
+    /** A file says whether its I8 bytes are row pairs; one without the key (an older file) loads row-major. */
+    @Test
+    void loaderMapsRowPairFilesAsPairsAndOlderRowMajorFilesAsTheyAre(@TempDir Path tmp) throws IOException {
+        SplittableRandom rnd = new SplittableRandom(3);
+        int rows = 5, cols = 64, group = 32;   // two pairs and a plain odd row
+        float[] v = new float[rows * cols];
+        for (int i = 0; i < v.length; i++) {
+            v[i] = (float) (rnd.nextDouble() - 0.5);
+        }
+        Matrix rowMajor = Int8Weights.quantize(Matrix.ofFloats(v, rows, cols), group);
+        for (boolean pairs : new boolean[] {false, true}) {
+            Path dir = Files.createDirectories(tmp.resolve("m" + pairs));
+            SafetensorsWriter w = new SafetensorsWriter();
+            if (pairs) {
+                w.metadata(WeightLoader.I8_LAYOUT_KEY, WeightLoader.I8_ROW_PAIRS);
+            }
+            w.add("w", DType.I8, new long[] {rows, cols}, pairs ? rowMajor.withRowPairs().data() : rowMajor.data());
+            w.addFloats("w" + WeightLoader.SCALE_SUFFIX, new long[] {rows, cols / group}, rowMajor.scales());
+            w.write(dir.resolve("model.safetensors"));
+            try (WeightFiles files = WeightFiles.open(dir)) {
+                Matrix loaded = new WeightLoader(files).matrix("w", rows, cols);
+                assertEquals(pairs, loaded.rowPairs());
+                for (int r = 0; r < rows; r++) {
+                    for (int c = 0; c < cols; c++) {
+                        assertEquals(rowMajor.get(r, c), loaded.get(r, c), "pairs=" + pairs + " (" + r + ", " + c + ")");
+                    }
+                }
+            }
         }
     }
 
