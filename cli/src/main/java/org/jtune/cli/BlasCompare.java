@@ -4,7 +4,10 @@ import java.io.PrintWriter;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.SplittableRandom;
+import org.jtune.JTuneException;
 import org.jtune.io.safetensors.DType;
 import org.jtune.io.safetensors.HalfFloats;
 import org.jtune.kernel.BlasKernels;
@@ -23,12 +26,38 @@ final class BlasCompare {
     private BlasCompare() {
     }
 
-    static void run(PrintWriter out, String shapes, String tokenList, String dtypes, double seconds) {
+    static void run(PrintWriter out, String shapeList, String tokenList, String dtypeList, double seconds) {
+        List<int[]> shapes = new ArrayList<>();
+        for (String shape : shapeList.split(",")) {
+            String[] rc = shape.strip().split("x");
+            if (rc.length != 2 || positive(rc[0]) < 0 || positive(rc[1]) < 0) {
+                throw new JTuneException("--blas-shapes takes ROWSxCOLS,... with positive sizes (e.g. 576x1536), got '" + shape + "'");
+            }
+            shapes.add(new int[] {positive(rc[0]), positive(rc[1])});
+        }
+        List<Integer> tokenCounts = new ArrayList<>();
+        for (String t : tokenList.split(",")) {
+            if (positive(t.strip()) < 0) {
+                throw new JTuneException("--blas-tokens takes positive token counts, got '" + t + "'");
+            }
+            tokenCounts.add(positive(t.strip()));
+        }
+        List<DType> dtypes = new ArrayList<>();
+        for (String dt : dtypeList.split(",")) {
+            String name = dt.strip().toUpperCase(java.util.Locale.ROOT);
+            if (!name.equals("F32") && !name.equals("BF16") && !name.equals("F16")) {
+                throw new JTuneException("--blas-dtypes takes F32, BF16 or F16, got '" + dt + "'");
+            }
+            dtypes.add(DType.valueOf(name));
+        }
+        if (!(seconds > 0)) {
+            throw new JTuneException("--blas-seconds must be positive, got " + seconds);
+        }
         WorkerPool pool = WorkerPool.shared();
         Kernels java = KernelProvider.pureJava();
         OpenBlas blas = OpenBlas.shared();
         out.printf("blas      %s%n", blas.description());
-        out.printf("threads   %d (jtune pool and OpenBLAS)%n", pool.threads());
+        out.printf("threads   %d (jtune's pool; on the OpenBLAS side each pool thread runs a single-threaded sgemm)%n", pool.threads());
         if (!blas.available()) {
             out.printf("nothing to compare: OpenBLAS is unavailable, the pure-Java kernels (%s) run everywhere%n", java.name());
             out.flush();
@@ -37,14 +66,11 @@ final class BlasCompare {
         Kernels native_ = new BlasKernels(java, blas, pool, true);
         out.printf("%-8s %-11s %6s %12s %12s %7s%n", "dtype", "rows x cols", "tokens", "java GF/s", "blas GF/s", "ratio");
         SplittableRandom rnd = new SplittableRandom(1);
-        for (String dt : dtypes.split(",")) {
-            DType dtype = DType.valueOf(dt.strip().toUpperCase());
-            for (String shape : shapes.split(",")) {
-                String[] rc = shape.strip().split("x");
-                int rows = Integer.parseInt(rc[0]), cols = Integer.parseInt(rc[1]);
+        for (DType dtype : dtypes) {
+            for (int[] shape : shapes) {
+                int rows = shape[0], cols = shape[1];
                 Matrix w = randomMatrix(rnd, dtype, rows, cols);
-                for (String t : tokenList.split(",")) {
-                    int tokens = Integer.parseInt(t.strip());
+                for (int tokens : tokenCounts) {
                     float[] x = new float[tokens * cols];
                     for (int i = 0; i < x.length; i++) {
                         x[i] = (float) (rnd.nextDouble() * 2 - 1);
@@ -60,24 +86,32 @@ final class BlasCompare {
                 }
             }
         }
-        loraBackward(out, java, native_, shapes, tokenList, seconds, rnd);
+        loraBackward(out, java, native_, shapes, tokenCounts, seconds, rnd);
+    }
+
+    /** The value of a positive decimal int, or -1. */
+    private static int positive(String s) {
+        try {
+            int v = Integer.parseInt(s);
+            return v > 0 ? v : -1;
+        } catch (NumberFormatException e) {
+            return -1;
+        }
     }
 
     /**
      * The backward of a rank-8 LoRA pair on each shape: {@code dU += dOut B}, {@code dB += dOut^T u},
      * {@code dA += dU^T x}, the three f32 products TrainingOps hands to the kernels directly.
      */
-    private static void loraBackward(PrintWriter out, Kernels java, Kernels native_, String shapes, String tokenList,
-                                     double seconds, SplittableRandom rnd) {
+    private static void loraBackward(PrintWriter out, Kernels java, Kernels native_, List<int[]> shapes,
+                                     List<Integer> tokenCounts, double seconds, SplittableRandom rnd) {
         int rank = 8;
         out.printf("LoRA backward, rank %d (dU = dOut B, dB = dOut^T u, dA = dU^T x):%n", rank);
         out.printf("%-8s %-11s %6s %12s %12s %7s%n", "", "rows x cols", "tokens", "java GF/s", "blas GF/s", "ratio");
-        for (String shape : shapes.split(",")) {
-            String[] rc = shape.strip().split("x");
-            int rows = Integer.parseInt(rc[0]), cols = Integer.parseInt(rc[1]);
-            Matrix b = Matrix.ofFloats(floats(rnd, rows * rank), rows, rank);
-            for (String t : tokenList.split(",")) {
-                int n = Integer.parseInt(t.strip());
+        for (int[] shape : shapes) {
+            int rows = shape[0], cols = shape[1];
+            Matrix b = new Matrix(MemorySegment.ofArray(floats(rnd, rows * rank)), DType.F32, rows, rank);   // as Linear.f32View
+            for (int n : tokenCounts) {
                 float[] dOut = floats(rnd, n * rows), u = floats(rnd, n * rank), x = floats(rnd, n * cols);
                 float[] dU = new float[n * rank], dB = new float[rows * rank], dA = new float[rank * cols];
                 double flops = 2.0 * n * rank * (2.0 * rows + cols);

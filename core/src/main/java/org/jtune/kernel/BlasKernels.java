@@ -9,22 +9,27 @@ import org.jtune.io.safetensors.DType;
  * ({@link KernelProvider}); never the default.
  *
  * <p>The policy, from {@code jtune bench --blas-compare} on this project's machine (2 cores of an AVX-512 EPYC,
- * OpenBLAS 0.3.21's Cooperlake kernels; numbers in docs/performance.md):
+ * Debian's OpenBLAS 0.3.21 picking its Cooperlake kernels; the table is in docs/performance.md):
  * <ul>
  *   <li>{@link #matmul}: OpenBLAS for f32 weights from {@value #MIN_TOKENS} tokens on. There it measured
- *   1.0-1.1x the packed Java kernel from 32 tokens on (the gain grows with the token count), and 1.4-1.8x
- *   at 16-31 tokens, where the Java kernel's 32-token tiles run half empty. Below 16 tokens (decode, short
- *   prompts) the Java kernel is faster (OpenBLAS 0.35-0.7x) and allocation-free, so it keeps them.</li>
- *   <li>bf16, f16 and int8 weights stay on Java: OpenBLAS has no sgemm for them, and widening blocks of rows
- *   into an f32 panel first cost more than OpenBLAS gains (0.75-0.98x at 128 and 1024 tokens).</li>
+ *   1.1-1.5x the packed Java kernel wherever the token count is not a multiple of the Java kernel's 32-token
+ *   tile (16, 24, 40, 48, 80, 100, 200, 300 tokens: the Java tile's empty lanes cost FMAs, sgemm's don't), and
+ *   even at multiples of it (0.91-1.27x over runs, within run-to-run noise; 0.95-1.01x at 32 and 64). Below
+ *   16 tokens (decode, very short prompts) the Java kernel is faster (OpenBLAS 0.5-0.65x at 8 tokens) and
+ *   allocation-free, so it keeps them.</li>
+ *   <li>bf16, f16, int8 and int4 weights stay on Java: OpenBLAS has no sgemm for them, and widening each block of
+ *   rows into an f32 panel first costs more than OpenBLAS gains from 128 tokens on (bf16: 0.79-0.93x at 128
+ *   tokens, 0.86-0.99x at 1024; 1.0-1.16x only at 16-48 tokens, the Java kernel's partial tiles again).</li>
  *   <li>{@link #matmulBackwardInput} / {@link #matmulBackwardWeight} with f32 operands (the LoRA factors'
- *   backward, which {@code TrainingOps} calls directly): OpenBLAS, many times faster than the interface's
- *   axpy loops they replace.</li>
+ *   backward, which {@code TrainingOps} calls directly; the big backward products go through {@link #matmul} on
+ *   transposed weights): OpenBLAS, 18-66x the interface's axpy loops it replaces for rank-8 factors.</li>
  * </ul>
+ * Results differ from the Java kernels by summation order only (parity tests), but they do depend on the
+ * OpenBLAS build and CPU, which is one reason {@code -Djtune.blas} is off by default ({@link KernelProvider}).
  *
  * <p>Threads: OpenBLAS runs single-threaded and each of jtune's pool threads calls sgemm on its own block of
  * output rows (widening its own block for non-f32 weights, when asked to). Letting OpenBLAS thread one call
- * itself measured 5-10 % slower for f32 and far slower around the widening: its threads and the pool's
+ * itself measured 5-10 % slower for f32 and about 3x slower around the widening: its threads and the pool's
  * spin-waiting workers then compete for the same cores.
  *
  * <p>{@code everyProduct} (the comparison benchmark and the parity tests) sends every product it can to

@@ -10,10 +10,16 @@ import org.jtune.JTuneException;
  * {@code -Djtune.kernels=scalar} forces the reference implementation; otherwise the Vector API
  * implementation is used when the {@code jdk.incubator.vector} module is present.
  *
- * <p>{@code -Djtune.blas=off|auto|on} decides whether large products go to OpenBLAS ({@link BlasKernels}) on top
- * of the pure-Java kernels: {@code off} (the default) never loads it; {@code auto} uses it where
- * {@link BlasKernels}'s measured policy says, if the library loads, and otherwise logs why and stays pure Java;
- * {@code on} is {@code auto} that fails when the library does not load.
+ * <p>{@code -Djtune.blas=off|auto|on} decides whether some products go to OpenBLAS ({@link BlasKernels}) on top
+ * of the pure-Java kernels: {@code off} never loads it; {@code auto} uses it where {@link BlasKernels}'s measured
+ * policy says, if the library loads, and otherwise logs one line saying why and stays pure Java; {@code on} is
+ * {@code auto} that fails when the library does not load. {@code -Djtune.kernels=scalar} ignores it.
+ *
+ * <p>{@code off} is the default: what jtune computes then does not depend on whether a system package happens to
+ * be installed (the Java kernels add in one fixed order, the same for any thread count; OpenBLAS's order depends
+ * on its build and the CPU kernel it picks), and the measured gain is confined to f32 products (full
+ * fine-tuning's f32 master weights, LoRA factors, f32 checkpoints), not the bf16 and int8 weights inference
+ * mostly runs on (see {@link BlasKernels}).
  */
 public final class KernelProvider {
     private static final Logger LOG = Logger.getLogger(KernelProvider.class.getName());
@@ -28,7 +34,9 @@ public final class KernelProvider {
             synchronized (KernelProvider.class) {
                 k = instance;
                 if (k == null) {
-                    instance = k = withBlas(pureJava(), System.getProperty("jtune.blas", "off"), OpenBlas::shared);
+                    Kernels base = pureJava();
+                    instance = k = base instanceof ScalarKernels ? base
+                            : withBlas(base, System.getProperty("jtune.blas", "off"), OpenBlas::shared);
                 }
             }
         }
@@ -84,7 +92,8 @@ public final class KernelProvider {
                     return base;
                 }
                 Kernels k = new BlasKernels(base, blas, WorkerPool.shared(), false);
-                LOG.info("kernels: " + k.name() + ", large f32 products on " + blas.description());
+                LOG.info("kernels: " + k.name() + ": f32 products of " + BlasKernels.MIN_TOKENS
+                        + "+ tokens on " + blas.description());
                 return k;
             }
             default -> throw new JTuneException("-Djtune.blas must be off, auto or on, got '" + mode + "'");

@@ -24,11 +24,12 @@ import java.util.List;
  * A 64-bit-integer (ILP64) build is refused: the binding passes 32-bit ints.
  *
  * <p>Arrays are passed in place: {@code cblas_sgemm} is linked with {@code Linker.Option.critical(true)}, which
- * lets a heap segment ({@code MemorySegment.ofArray(float[])}) reach native code without a copy (the array is
- * pinned for the call). Copying x and out into an off-heap buffer instead was measured at 2-6 % of a
- * 128-token product (docs/performance.md); the price of critical is that the calling thread cannot reach a
- * safepoint until sgemm returns (milliseconds for these products), so a GC requested meanwhile waits. The
- * library's own threads never call back into Java.
+ * lets a heap segment ({@code MemorySegment.ofArray(float[])}) reach native code without a copy. Copying x into
+ * an off-heap buffer and the result back instead measured 1-13 % (mostly 3-5 %) of a 128- or 1024-token
+ * product. The price of a critical call is that the calling thread does not reach a safepoint until sgemm
+ * returns (which is also what keeps the arrays from moving), so a GC or deoptimization requested meanwhile waits
+ * for up to one product (tens of milliseconds for the largest); OpenBLAS never calls back into Java. A
+ * memory-mapped weight is already native and passed as is.
  */
 public final class OpenBlas {
     /** CBLAS enum values (cblas.h). */
@@ -169,18 +170,34 @@ public final class OpenBlas {
 
     /**
      * Row-major {@code C = alpha * op(A) op(B) + beta * C}, op(A) (m, k), op(B) (k, n), C (m, n). The segments may
-     * be heap segments of float arrays or native segments; offsets must already be applied.
+     * be heap segments of float arrays or native segments; offsets must already be applied. Sizes and leading
+     * dimensions are checked against the segments first: native code would read or write past them silently.
      */
     public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, MemorySegment a, int lda,
                       MemorySegment b, int ldb, float beta, MemorySegment c, int ldc) {
         if (sgemm == null) {
             throw new IllegalStateException("OpenBLAS is unavailable: " + reason);
         }
+        if (m < 0 || n < 0 || k < 0) {
+            throw new IllegalArgumentException("sgemm sizes must be >= 0, got m=" + m + " n=" + n + " k=" + k);
+        }
+        check("A", a, transA ? k : m, transA ? m : k, lda);
+        check("B", b, transB ? n : k, transB ? k : n, ldb);
+        check("C", c, m, n, ldc);
         try {
             sgemm.invokeExact(ROW_MAJOR, transA ? TRANS : NO_TRANS, transB ? TRANS : NO_TRANS, m, n, k, alpha, a, lda, b,
                     ldb, beta, c, ldc);
         } catch (Throwable e) {
             throw new IllegalStateException("cblas_sgemm failed", e);
+        }
+    }
+
+    /** A row-major (rows, cols) operand with leading dimension ld must fit in s. */
+    private static void check(String name, MemorySegment s, int rows, int cols, int ld) {
+        long need = rows == 0 || cols == 0 ? 0 : ((long) (rows - 1) * ld + cols) * Float.BYTES;
+        if (ld < Math.max(1, cols) || s.byteSize() < need) {
+            throw new IllegalArgumentException("sgemm operand " + name + " (" + rows + " x " + cols + ", leading dimension "
+                    + ld + ") needs " + need + " bytes and ld >= " + Math.max(1, cols) + ", segment has " + s.byteSize());
         }
     }
 }

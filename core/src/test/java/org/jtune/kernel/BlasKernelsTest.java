@@ -194,6 +194,19 @@ class BlasKernelsTest {
         }
     }
 
+    /** Operands too small for the sizes are an exception before native code runs, not a crash or silent corruption. */
+    @Test
+    void sgemmChecksOperandSizesBeforeCallingNativeCode() {
+        Assumptions.assumeTrue(OpenBlas.isAvailable(), MISSING);
+        OpenBlas b = OpenBlas.shared();
+        MemorySegment a = MemorySegment.ofArray(new float[6]), bb = MemorySegment.ofArray(new float[6]);
+        MemorySegment c = MemorySegment.ofArray(new float[4]);
+        b.sgemm(false, true, 2, 2, 3, 1f, a, 3, bb, 3, 0f, c, 2);   // (2x3)(3x2): fits exactly
+        assertThrows(IllegalArgumentException.class, () -> b.sgemm(false, true, 2, 3, 3, 1f, a, 3, bb, 3, 0f, c, 2));
+        assertThrows(IllegalArgumentException.class, () -> b.sgemm(false, true, 2, 2, 3, 1f, a, 2, bb, 3, 0f, c, 2));
+        assertThrows(IllegalArgumentException.class, () -> b.sgemm(true, false, 2, 2, 4, 1f, a, 2, bb, 2, 0f, c, 2));
+    }
+
     // ---------------------------------------------------------------- when the library is absent (run everywhere)
 
     @Test
