@@ -27,7 +27,7 @@ import picocli.CommandLine.Spec;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Measure prefill and decode speed against the machine's bandwidth and FMA peak.")
 final class BenchCommand implements Callable<Integer> {
-    @Option(names = {"-m", "--model"}, required = true, paramLabel = "DIR")
+    @Option(names = {"-m", "--model"}, paramLabel = "DIR", description = "model directory (not needed with --blas-compare)")
     Path model;
 
     @Option(names = "--threads", paramLabel = "N", description = "worker threads (default: all cores)")
@@ -57,6 +57,22 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--train-steps", defaultValue = "3", paramLabel = "N", description = "measured steps after one warm-up step (default ${DEFAULT-VALUE})")
     int trainSteps;
 
+    @Option(names = "--blas-compare", description = "compare the pure-Java and the OpenBLAS matmul on prefill/training shapes (no model needed)")
+    boolean blasCompare;
+
+    @Option(names = "--blas-shapes", defaultValue = "576x1536,1536x576,2048x5632,5632x2048", paramLabel = "RxC,...",
+            description = "weight shapes (rows x cols) for --blas-compare (default ${DEFAULT-VALUE})")
+    String blasShapes;
+
+    @Option(names = "--blas-tokens", defaultValue = "128,1024", paramLabel = "N,...", description = "token counts for --blas-compare (default ${DEFAULT-VALUE})")
+    String blasTokens;
+
+    @Option(names = "--blas-dtypes", defaultValue = "F32,BF16", paramLabel = "DT,...", description = "weight dtypes for --blas-compare (default ${DEFAULT-VALUE})")
+    String blasDtypes;
+
+    @Option(names = "--blas-seconds", defaultValue = "0.3", paramLabel = "S", description = "timing per product and side for --blas-compare (default ${DEFAULT-VALUE})")
+    double blasSeconds;
+
     @Spec
     CommandSpec spec;
 
@@ -67,6 +83,13 @@ final class BenchCommand implements Callable<Integer> {
         }
         PrintWriter out = spec.commandLine().getOut();
         WorkerPool pool = WorkerPool.shared();
+        if (blasCompare) {
+            BlasCompare.run(out, blasShapes, blasTokens, blasDtypes, blasSeconds);
+            return 0;
+        }
+        if (model == null) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "Missing required option: '--model=DIR'");
+        }
         if (train != null) {
             TrainingBench.run(model, train, trainBatch, trainLength, trainSteps, out);
             out.printf("memory    peak RSS %s%n", peakRss());
