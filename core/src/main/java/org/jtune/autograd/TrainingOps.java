@@ -74,9 +74,17 @@ public final class TrainingOps implements Ops {
         return t;
     }
 
+    /**
+     * Below this many multiply-adds a backward product runs on the kernels' row-by-row loops; above, on
+     * the forward matmul through transposed operands. The bound is on work, not on matrix size: a
+     * LoRA factor is small (576 x 8) but its products span every token, and as 1024 x 576 axpys of
+     * length 8 they took a large share of a LoRA step.
+     */
+    private static final long SMALL_PRODUCT = 1 << 16;
+
     /** dx (n, w.cols) += dy (n, w.rows) W, on the forward kernel: dy (W^T)^T. */
     private void backwardInput(float[] dx, float[] dy, Matrix w, int n) {
-        if ((long) w.rows() * w.cols() < 4096) {       // LoRA factors and other small matrices
+        if ((long) n * w.rows() * w.cols() < SMALL_PRODUCT) {
             k.matmulBackwardInput(dx, dy, w, n);
             return;
         }
@@ -87,7 +95,7 @@ public final class TrainingOps implements Ops {
 
     /** dw (rows, cols) += dy^T x, on the forward kernel: rows of dy^T against rows of x^T. */
     private void backwardWeight(float[] dw, float[] dy, float[] x, int n, int rows, int cols) {
-        if ((long) rows * cols < 4096 || n < 4) {
+        if ((long) n * rows * cols < SMALL_PRODUCT || n < 4) {
             k.matmulBackwardWeight(dw, dy, x, n, rows, cols);
             return;
         }
@@ -217,7 +225,7 @@ public final class TrainingOps implements Ops {
                 int r = lora.rank();
                 float s = lora.scaling();
                 float[] dU = new float[n * r];
-                k.matmulBackwardInput(dU, dOut, lora.bMatrix(), n);          // dU = dOut B
+                backwardInput(dU, dOut, lora.bMatrix(), n);                  // dU = dOut B
                 for (int i = 0; i < dU.length; i++) {
                     dU[i] *= s;
                 }
@@ -225,13 +233,13 @@ public final class TrainingOps implements Ops {
                 for (int i = 0; i < u.length; i++) {
                     scaledU[i] = s * u[i];
                 }
-                k.matmulBackwardWeight(tape.grad(lora.b()), dOut, scaledU, n, outF, r);   // dB += dOut^T (s u)
-                k.matmulBackwardWeight(tape.grad(lora.a()), dU, loraIn, n, r, in);        // dA += dU^T x
+                backwardWeight(tape.grad(lora.b()), dOut, scaledU, n, outF, r);   // dB += dOut^T (s u)
+                backwardWeight(tape.grad(lora.a()), dU, loraIn, n, r, in);        // dA += dU^T x
                 if (mask == null) {
-                    k.matmulBackwardInput(dX, dU, lora.aMatrix(), n);                    // dX += dU A
+                    backwardInput(dX, dU, lora.aMatrix(), n);                    // dX += dU A
                 } else {
                     float[] dXl = new float[n * in];
-                    k.matmulBackwardInput(dXl, dU, lora.aMatrix(), n);
+                    backwardInput(dXl, dU, lora.aMatrix(), n);
                     for (int i = 0; i < dXl.length; i++) {
                         dX[i] += dXl[i] * mask[i];
                     }
