@@ -57,6 +57,55 @@ final class MachineProbe {
     }
 
     /**
+     * Read bandwidth of the given memory (a model's weight pages), measured like {@link #readBandwidth}:
+     * the segments are cut into CHUNK-sized pieces (tails under 4 vectors are skipped and not counted),
+     * each thread sums a contiguous run of them; the median of {@code repeats} passes. The 1 GiB probe
+     * buffer and the page cache holding the weights can sit in physical memory of different speed on
+     * this VM (the buffer read 33-58 GB/s between runs), so decode is also judged against this.
+     */
+    static double streamBandwidth(WorkerPool pool, java.util.List<MemorySegment> segments, int repeats) {
+        int step = 4 * F.length() * 4;
+        java.util.List<MemorySegment> pieces = new java.util.ArrayList<>();
+        long bytes = 0;
+        for (MemorySegment seg : segments) {
+            for (long off = 0; off + step <= seg.byteSize(); off += CHUNK) {
+                long len = Math.min(CHUNK, (seg.byteSize() - off) / step * step);
+                pieces.add(seg.asSlice(off, len));
+                bytes += len;
+            }
+        }
+        double[] sink = new double[pieces.size()];
+        long[] times = new long[repeats];
+        for (int r = 0; r < repeats; r++) {
+            long t0 = System.nanoTime();
+            pool.run(pieces.size(), (from, to) -> {
+                for (int i = from; i < to; i++) {
+                    sink[i] += sumBytes(pieces.get(i));
+                }
+            });
+            times[r] = System.nanoTime() - t0;
+        }
+        if (sink.length > 0 && sink[0] == 42) {
+            System.out.print("");   // keeps the sums alive
+        }
+        java.util.Arrays.sort(times);
+        return bytes / (double) times[repeats / 2];
+    }
+
+    private static float sumBytes(MemorySegment seg) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        int step = F.length() * 4;
+        int n = (int) seg.byteSize();
+        for (int i = 0; i < n; i += 4 * step) {
+            a0 = a0.add(FloatVector.fromMemorySegment(F, seg, i, ByteOrder.LITTLE_ENDIAN));
+            a1 = a1.add(FloatVector.fromMemorySegment(F, seg, i + step, ByteOrder.LITTLE_ENDIAN));
+            a2 = a2.add(FloatVector.fromMemorySegment(F, seg, i + 2L * step, ByteOrder.LITTLE_ENDIAN));
+            a3 = a3.add(FloatVector.fromMemorySegment(F, seg, i + 3L * step, ByteOrder.LITTLE_ENDIAN));
+        }
+        return a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+    }
+
+    /**
      * Sums CHUNK bytes from {@code byteOff} with four vector accumulators. The loop over one chunk is
      * int-counted: a long-counted loop over the whole buffer compiled to slower code and read about
      * 15 % below what the matmul kernels themselves stream, so the probe understated the ceiling.
