@@ -9,7 +9,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.management.ManagementFactory;
 import java.util.Random;
 import org.jtune.JTuneException;
 import org.jtune.io.safetensors.DType;
@@ -173,23 +172,11 @@ class BlasKernelsTest {
     @Test
     void decodeThroughBlasKernelsAllocatesNothing() {
         Assumptions.assumeTrue(OpenBlas.isAvailable(), MISSING);
-        com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         Random rnd = new Random(45);
         try (WorkerPool pool = new WorkerPool(2)) {
             Kernels k = new BlasKernels(new VectorKernels(pool), OpenBlas.shared(), pool, false);
-            Matrix w = alignedF32(rnd, 131, 515, false);
-            float[] x = TestMatrices.randomFloats(rnd, 515), out = new float[131];
-            for (int i = 0; i < 20_000; i++) {
-                k.matmul(out, x, w, 1);
-            }
-            long best = Long.MAX_VALUE;
-            for (int attempt = 0; attempt < 5 && best > 1024; attempt++) {
-                long before = mx.getCurrentThreadAllocatedBytes();
-                for (int i = 0; i < 1000; i++) {
-                    k.matmul(out, x, w, 1);
-                }
-                best = Math.min(best, mx.getCurrentThreadAllocatedBytes() - before);
-            }
+            long best = MatmulAllocationTest.decodeAllocation(k, alignedF32(rnd, 131, 515, false),
+                    TestMatrices.randomFloats(rnd, 515));
             assertTrue(best <= 1024, "1000 decode matmuls through BlasKernels allocated " + best + " bytes on the caller");
         }
     }
