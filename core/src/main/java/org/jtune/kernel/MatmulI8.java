@@ -12,7 +12,7 @@ import jdk.incubator.vector.VectorOperators;
  * MatmulI8Template.java.txt; edit the template). Bytes are loaded {@value VectorKernels#L} at a time
  * with the byte species {@link VectorKernels#B} and widened to f32 in registers (B2I, then I2F).
  *
- * <p>Row-pair layout ({@link Matrix#rowPairs}, group-wise weights as loaded): decode runs
+ * <p>Row-pair layout ({@link Matrix#rowPairs}, int8 as {@code jtune quantize} writes it): decode runs
  * {@link #pairDots}, two rows per pass; prefill widens rows through {@link #gather}.
  *
  * <p>Fast path, when the group size is a multiple of the float lane count (so is cols): decode
@@ -264,7 +264,7 @@ final class MatmulI8 {
             int s0 = r * ng, s1 = s0 + ng;
             FloatVector t0 = FloatVector.zero(VectorKernels.F), t1 = t0, u0 = t0, u1 = t0;
             int g = 0;
-            if (group == 2 * L) {   // straight-line, two groups of both rows per iteration
+            if (group == 2 * L && group == Matrix.PAIR_BLOCK) {   // straight-line, two groups of both rows per iteration
                 for (; g + 2 <= ng; g += 2) {
                     long o = base + (long) g * 2 * group;
                     int c = g * group;
@@ -294,19 +294,34 @@ final class MatmulI8 {
                     u1 = f.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 1]), u1);
                 }
             }
-            for (; g < ng; g++) {   // any group of whole vectors
-                long o = base + (long) g * 2 * group;
-                int c = g * group;
-                FloatVector a = FloatVector.zero(VectorKernels.F), b = a;
-                for (int j = 0; j < group; j += L) {
-                    FloatVector xv = FloatVector.fromArray(VectorKernels.F, x, xOff + c + j);
-                    FloatVector wv30 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv30.fma(xv, a);
-                    FloatVector wv31 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + group + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + group + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    b = wv31.fma(xv, b);
+            for (; g < ng; g++) {   // larger groups and per channel: the group's blocks in order
+                int c0 = g * group, c1 = c0 + group;
+                FloatVector a = FloatVector.zero(VectorKernels.F), a2 = a, b = a, b2 = a;
+                for (int c = c0; c < c1; c += Matrix.PAIR_BLOCK) {
+                    long o = base + (long) (c / Matrix.PAIR_BLOCK) * 2 * Matrix.PAIR_BLOCK;
+                    if (Matrix.PAIR_BLOCK == 2 * L) {   // two vectors per block: two chains per row
+                        FloatVector xv = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
+                        FloatVector xu = FloatVector.fromArray(VectorKernels.F, x, xOff + c + L);
+                        FloatVector wv30 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        a = wv30.fma(xv, a);
+                        FloatVector wv31 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        a2 = wv31.fma(xu, a2);
+                        FloatVector wv32 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        b = wv32.fma(xv, b);
+                        FloatVector wv33 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        b2 = wv33.fma(xu, b2);
+                    } else {
+                        for (int j = 0; j < Matrix.PAIR_BLOCK; j += L) {
+                            FloatVector xv = FloatVector.fromArray(VectorKernels.F, x, xOff + c + j);
+                            FloatVector wv34 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                            a = wv34.fma(xv, a);
+                            FloatVector wv35 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                            b = wv35.fma(xv, b);
+                        }
+                    }
                 }
-                t0 = a.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
-                u0 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
+                t0 = a.add(a2).fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
+                u0 = b.add(b2).fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
             }
             t0.add(t1).intoArray(sc, 0);
             u0.add(u1).intoArray(sc, L);
@@ -331,8 +346,8 @@ final class MatmulI8 {
             if (group >= L) {
                 FloatVector a = FloatVector.zero(VectorKernels.F);
                 for (; c + L <= end; c += L) {
-                    FloatVector wv32 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv32.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
+                    FloatVector wv36 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv36.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
                 }
                 tot = a.fma(FloatVector.broadcast(VectorKernels.F, gs), tot);
             }
@@ -351,15 +366,16 @@ final class MatmulI8 {
                        boolean pairs) {
         int ng = cols / group;
         boolean paired = pairs && row < (scales.length / ng & ~1);   // rows = scales.length / ng; an odd last row is plain
-        for (int g = 0; g < ng; g++) {
-            int c = g * group, end = c + group;
-            long src = (paired ? Matrix.pairOffset(row, c, cols, group) : (long) row * cols + c) - c;   // + c is element c
-            float sc = scales[row * ng + g];
-            if (group >= L) {
+        int run = paired ? Matrix.PAIR_BLOCK : group;   // bytes of the row that lie together, all in one group
+        for (int c0 = 0; c0 < cols; c0 += run) {
+            long src = (paired ? Matrix.pairOffset(row, c0, cols) : (long) row * cols + c0) - c0;   // + c: element c
+            float sc = scales[row * ng + c0 / group];
+            int c = c0, end = c0 + run;
+            if (run >= L) {
                 FloatVector s = FloatVector.broadcast(VectorKernels.F, sc);
                 for (; c + L <= end; c += L) {
-                    FloatVector wv33 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    wv33.mul(s).intoArray(out, outOff + c);
+                    FloatVector wv37 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    wv37.mul(s).intoArray(out, outOff + c);
                 }
             }
             for (; c < end; c++) {

@@ -14,10 +14,10 @@ import org.jtune.io.safetensors.DType;
  * <p>I8 matrices are weight-only quantized: element (r, c) is {@code data[r, c] * scales[r, c / groupSize]},
  * with {@code groupSize} dividing {@code cols} ({@code groupSize == cols}: one scale per output channel).
  * With {@code rowPairs} the bytes are held as row pairs (see {@link #withRowPairs}): rows {@code 2p} and
- * {@code 2p + 1} alternate group by group ({@code groupSize} bytes of one, then of the other), so the
- * decode kernel reads two rows as one sequential stream; an odd last row stays plain. {@code jtune
- * quantize} writes group-wise int8 in this layout and records it in the file's metadata, so the loader
- * maps it as it is.
+ * {@code 2p + 1} alternate every {@value #PAIR_BLOCK} bytes (a block of one, then the same block of the
+ * other), so the decode kernel reads two rows as one sequential stream; an odd last row stays plain.
+ * {@code jtune quantize} writes int8 in this layout and records it in the file's metadata, so the
+ * loader maps it as it is.
  *
  * <p>U8 matrices are int4 weight-only quantized: two 4-bit codes per byte, the low nibble holding the even
  * column, so {@code data} has {@code rows * cols / 2} bytes ({@code cols} must be even). Element (r, c) is
@@ -67,8 +67,8 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
             throw new IllegalArgumentException("only I8 and int4 matrices carry scales");
         }
         if (rowPairs && (dtype != DType.I8 || !rowPairsFit(cols, groupSize))) {
-            throw new IllegalArgumentException("the row-pair layout is for group-wise I8 matrices with groups of a multiple of "
-                    + "16 columns, got " + dtype + " " + rows + "x" + cols + " group " + groupSize);
+            throw new IllegalArgumentException("the row-pair layout is for I8 matrices with groups of a multiple of "
+                    + PAIR_BLOCK + " columns, got " + dtype + " " + rows + "x" + cols + " group " + groupSize);
         }
         if (dtype != DType.U8 && data.byteSize() != (long) rows * cols * dtype.byteSize()) {
             throw new IllegalArgumentException("matrix " + rows + "x" + cols + " " + dtype + " needs "
@@ -91,13 +91,16 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
         return new Matrix(packed, DType.U8, rows, cols, scales, groupSize, zeros, false);
     }
 
+    /** Bytes of one row between switches to the other row of a pair: a group of Q8_0's size. */
+    public static final int PAIR_BLOCK = 32;
+
     /**
-     * Whether an I8 matrix with this group size can take the row-pair layout: group-wise (not per
-     * channel, whose decode kernel already runs near the bandwidth limit) with groups a multiple of 16
-     * columns, so each group is whole vectors at every lane count up to 16.
+     * Whether an I8 matrix with this group size can take the row-pair layout: groups (or, per channel,
+     * rows) a multiple of {@value #PAIR_BLOCK} columns, so every block lies in one group and is whole
+     * vectors at every lane count up to 16.
      */
     public static boolean rowPairsFit(int cols, int groupSize) {
-        return groupSize > 0 && groupSize < cols && groupSize % 16 == 0 && cols % groupSize == 0;
+        return groupSize > 0 && groupSize % PAIR_BLOCK == 0 && cols % groupSize == 0;
     }
 
     /**
@@ -112,11 +115,10 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
             return this;
         }
         MemorySegment paired = java.lang.foreign.Arena.ofAuto().allocate(data.byteSize(), 64);
-        int paired2 = rows & ~1, ng = cols / groupSize;
+        int paired2 = rows & ~1;
         for (int r = 0; r < paired2; r++) {
-            for (int g = 0; g < ng; g++) {
-                MemorySegment.copy(data, (long) r * cols + (long) g * groupSize, paired,
-                        pairOffset(r, g * groupSize, cols, groupSize), groupSize);
+            for (int c = 0; c < cols; c += PAIR_BLOCK) {
+                MemorySegment.copy(data, (long) r * cols + c, paired, pairOffset(r, c, cols), PAIR_BLOCK);
             }
         }
         if (paired2 < rows) {
@@ -125,9 +127,9 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
         return new Matrix(paired, dtype, rows, cols, scales, groupSize, null, true);
     }
 
-    /** Byte offset of element (r, c), c at a group start or inside it, for r in a pair (r < rows & ~1). */
-    static long pairOffset(int r, int c, int cols, int groupSize) {
-        return (long) (r & ~1) * cols + ((long) (c / groupSize) * 2 + (r & 1)) * groupSize + c % groupSize;
+    /** Byte offset of element (r, c) of a row in a pair (r < rows & ~1). */
+    static long pairOffset(int r, int c, int cols) {
+        return (long) (r & ~1) * cols + ((long) (c / PAIR_BLOCK) * 2 + (r & 1)) * PAIR_BLOCK + c % PAIR_BLOCK;
     }
 
     /** Whether this is a packed int4 matrix (dtype tag U8). */
@@ -151,7 +153,7 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
 
     /** Element (r, c) widened to f32; for scalar reference code and single-row gathers. */
     public float get(int r, int c) {
-        long i = rowPairs && r < (rows & ~1) ? pairOffset(r, c, cols, groupSize) : (long) r * cols + c;
+        long i = rowPairs && r < (rows & ~1) ? pairOffset(r, c, cols) : (long) r * cols + c;
         return switch (dtype) {
             case F32 -> data.getAtIndex(F32, i);
             case BF16 -> Float.intBitsToFloat(data.getAtIndex(I16, i) << 16);

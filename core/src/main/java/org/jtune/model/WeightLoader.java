@@ -162,7 +162,7 @@ public final class WeightLoader {
         used.add(scaleName);
         bytesByDtype.merge(s.dtype().name(), s.byteSize(), Long::sum);
         int group = (int) (cols / s.shape()[1]);
-        // `jtune quantize` stores group-wise int8 as row pairs (Matrix.withRowPairs); a transposed copy is row-major
+        // `jtune quantize` stores int8 as row pairs (Matrix.withRowPairs); a transposed copy is row-major
         boolean pairs = !transposedCopy && rows >= 2 && Matrix.rowPairsFit(cols, group)
                 && I8_ROW_PAIRS.equals(files.file(name).metadata().get(I8_LAYOUT_KEY));
         return new Matrix(data, DType.I8, rows, cols, files.readFloats(scaleName), group, null, pairs);

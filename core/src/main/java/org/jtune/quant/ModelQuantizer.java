@@ -38,7 +38,7 @@ public final class ModelQuantizer {
             }
             Matrix m = l.matrix();
             Matrix q = Int8Weights.quantize(m, groupSize == 0 ? m.cols() : groupSize);
-            // group-wise weights are stored as row pairs (Matrix.withRowPairs), which the loader maps as they are
+            // stored as row pairs (Matrix.withRowPairs), which the loader maps as they are
             MemorySegment bytes = l.transposedOnDisk() ? transpose(q.data(), m.rows(), m.cols()) : q.withRowPairs().data();
             w.metadata(WeightLoader.I8_LAYOUT_KEY, WeightLoader.I8_ROW_PAIRS);
             w.add(name, DType.I8, info.shape(), bytes);

@@ -121,27 +121,30 @@ class Int8WeightsTest {
     @Test
     void loaderMapsRowPairFilesAsPairsAndOlderRowMajorFilesAsTheyAre(@TempDir Path tmp) throws IOException {
         SplittableRandom rnd = new SplittableRandom(3);
-        int rows = 5, cols = 64, group = 32;   // two pairs and a plain odd row
+        int rows = 5, cols = 64;   // two pairs and a plain odd row
         float[] v = new float[rows * cols];
         for (int i = 0; i < v.length; i++) {
             v[i] = (float) (rnd.nextDouble() - 0.5);
         }
-        Matrix rowMajor = Int8Weights.quantize(Matrix.ofFloats(v, rows, cols), group);
-        for (boolean pairs : new boolean[] {false, true}) {
-            Path dir = Files.createDirectories(tmp.resolve("m" + pairs));
-            SafetensorsWriter w = new SafetensorsWriter();
-            if (pairs) {
-                w.metadata(WeightLoader.I8_LAYOUT_KEY, WeightLoader.I8_ROW_PAIRS);
-            }
-            w.add("w", DType.I8, new long[] {rows, cols}, pairs ? rowMajor.withRowPairs().data() : rowMajor.data());
-            w.addFloats("w" + WeightLoader.SCALE_SUFFIX, new long[] {rows, cols / group}, rowMajor.scales());
-            w.write(dir.resolve("model.safetensors"));
-            try (WeightFiles files = WeightFiles.open(dir)) {
-                Matrix loaded = new WeightLoader(files).matrix("w", rows, cols);
-                assertEquals(pairs, loaded.rowPairs());
-                for (int r = 0; r < rows; r++) {
-                    for (int c = 0; c < cols; c++) {
-                        assertEquals(rowMajor.get(r, c), loaded.get(r, c), "pairs=" + pairs + " (" + r + ", " + c + ")");
+        for (int group : new int[] {32, cols}) {   // group-wise and per channel
+            Matrix rowMajor = Int8Weights.quantize(Matrix.ofFloats(v, rows, cols), group);
+            for (boolean pairs : new boolean[] {false, true}) {
+                Path dir = Files.createDirectories(tmp.resolve("m" + group + pairs));
+                SafetensorsWriter w = new SafetensorsWriter();
+                if (pairs) {
+                    w.metadata(WeightLoader.I8_LAYOUT_KEY, WeightLoader.I8_ROW_PAIRS);
+                }
+                w.add("w", DType.I8, new long[] {rows, cols}, pairs ? rowMajor.withRowPairs().data() : rowMajor.data());
+                w.addFloats("w" + WeightLoader.SCALE_SUFFIX, new long[] {rows, cols / group}, rowMajor.scales());
+                w.write(dir.resolve("model.safetensors"));
+                try (WeightFiles files = WeightFiles.open(dir)) {
+                    Matrix loaded = new WeightLoader(files).matrix("w", rows, cols);
+                    assertEquals(pairs, loaded.rowPairs());
+                    for (int r = 0; r < rows; r++) {
+                        for (int c = 0; c < cols; c++) {
+                            assertEquals(rowMajor.get(r, c), loaded.get(r, c), "group " + group + " pairs=" + pairs + " (" + r
+                                    + ", " + c + ")");
+                        }
                     }
                 }
             }
