@@ -265,11 +265,14 @@ final class MatmulI8 {
             FloatVector t0 = FloatVector.zero(VectorKernels.F), t1 = t0, u0 = t0, u1 = t0;
             int g = 0;
             if (group == 2 * L && group == Matrix.PAIR_BLOCK) {   // straight-line, two groups of both rows per iteration
-                for (; g + 2 <= ng; g += 2) {
+                FloatVector t2 = t0, t3 = t0, u2 = t0, u3 = t0;
+                for (; g + 4 <= ng; g += 4) {   // four groups of both rows: eight chains
                     long o = base + (long) g * 2 * group;
                     int c = g * group;
                     FloatVector xa = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
                     FloatVector xc = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L);
+                    FloatVector xe = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 4 * L);
+                    FloatVector xg = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 6 * L);
                     FloatVector wv22 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
                     FloatVector a = wv22.mul(xa);
                     FloatVector wv23 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
@@ -278,16 +281,70 @@ final class MatmulI8 {
                     FloatVector e = wv24.mul(xc);
                     FloatVector wv25 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
                     FloatVector f = wv25.mul(xc);
+                    FloatVector wv26 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 8 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 8 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector h = wv26.mul(xe);
+                    FloatVector wv27 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 10 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 10 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector k = wv27.mul(xe);
+                    FloatVector wv28 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 12 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 12 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector m = wv28.mul(xg);
+                    FloatVector wv29 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 14 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 14 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector n = wv29.mul(xg);
                     FloatVector xb = FloatVector.fromArray(VectorKernels.F, x, xOff + c + L);
                     FloatVector xd = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L);
-                    FloatVector wv26 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv26.fma(xb, a);
-                    FloatVector wv27 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    b = wv27.fma(xb, b);
-                    FloatVector wv28 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    e = wv28.fma(xd, e);
-                    FloatVector wv29 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    f = wv29.fma(xd, f);
+                    FloatVector xf = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 5 * L);
+                    FloatVector xh = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 7 * L);
+                    FloatVector wv30 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv30.fma(xb, a);
+                    FloatVector wv31 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    b = wv31.fma(xb, b);
+                    FloatVector wv32 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    e = wv32.fma(xd, e);
+                    FloatVector wv33 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    f = wv33.fma(xd, f);
+                    FloatVector wv34 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 9 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 9 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    h = wv34.fma(xf, h);
+                    FloatVector wv35 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 11 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 11 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    k = wv35.fma(xf, k);
+                    FloatVector wv36 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 13 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 13 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    m = wv36.fma(xh, m);
+                    FloatVector wv37 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 15 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 15 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    n = wv37.fma(xh, n);
+                    t0 = a.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
+                    u0 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
+                    t1 = e.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 1]), t1);
+                    u1 = f.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 1]), u1);
+                    t2 = h.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 2]), t2);
+                    u2 = k.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 2]), u2);
+                    t3 = m.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 3]), t3);
+                    u3 = n.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 3]), u3);
+                }
+                t0 = t0.add(t2);
+                t1 = t1.add(t3);
+                u0 = u0.add(u2);
+                u1 = u1.add(u3);
+                for (; g + 2 <= ng; g += 2) {
+                    long o = base + (long) g * 2 * group;
+                    int c = g * group;
+                    FloatVector xa = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
+                    FloatVector xc = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L);
+                    FloatVector wv38 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector a = wv38.mul(xa);
+                    FloatVector wv39 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector b = wv39.mul(xa);
+                    FloatVector wv40 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector e = wv40.mul(xc);
+                    FloatVector wv41 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    FloatVector f = wv41.mul(xc);
+                    FloatVector xb = FloatVector.fromArray(VectorKernels.F, x, xOff + c + L);
+                    FloatVector xd = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L);
+                    FloatVector wv42 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv42.fma(xb, a);
+                    FloatVector wv43 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    b = wv43.fma(xb, b);
+                    FloatVector wv44 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    e = wv44.fma(xd, e);
+                    FloatVector wv45 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    f = wv45.fma(xd, f);
                     t0 = a.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
                     u0 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
                     t1 = e.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 1]), t1);
@@ -302,21 +359,21 @@ final class MatmulI8 {
                     if (Matrix.PAIR_BLOCK == 2 * L) {   // two vectors per block: two chains per row
                         FloatVector xv = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
                         FloatVector xu = FloatVector.fromArray(VectorKernels.F, x, xOff + c + L);
-                        FloatVector wv30 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                        a = wv30.fma(xv, a);
-                        FloatVector wv31 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                        a2 = wv31.fma(xu, a2);
-                        FloatVector wv32 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                        b = wv32.fma(xv, b);
-                        FloatVector wv33 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                        b2 = wv33.fma(xu, b2);
+                        FloatVector wv46 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        a = wv46.fma(xv, a);
+                        FloatVector wv47 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        a2 = wv47.fma(xu, a2);
+                        FloatVector wv48 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        b = wv48.fma(xv, b);
+                        FloatVector wv49 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        b2 = wv49.fma(xu, b2);
                     } else {
                         for (int j = 0; j < Matrix.PAIR_BLOCK; j += L) {
                             FloatVector xv = FloatVector.fromArray(VectorKernels.F, x, xOff + c + j);
-                            FloatVector wv34 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                            a = wv34.fma(xv, a);
-                            FloatVector wv35 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                            b = wv35.fma(xv, b);
+                            FloatVector wv50 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                            a = wv50.fma(xv, a);
+                            FloatVector wv51 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                            b = wv51.fma(xv, b);
                         }
                     }
                 }
@@ -346,8 +403,8 @@ final class MatmulI8 {
             if (group >= L) {
                 FloatVector a = FloatVector.zero(VectorKernels.F);
                 for (; c + L <= end; c += L) {
-                    FloatVector wv36 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv36.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
+                    FloatVector wv52 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv52.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
                 }
                 tot = a.fma(FloatVector.broadcast(VectorKernels.F, gs), tot);
             }
@@ -374,8 +431,8 @@ final class MatmulI8 {
             if (run >= L) {
                 FloatVector s = FloatVector.broadcast(VectorKernels.F, sc);
                 for (; c + L <= end; c += L) {
-                    FloatVector wv37 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    wv37.mul(s).intoArray(out, outOff + c);
+                    FloatVector wv53 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    wv53.mul(s).intoArray(out, outOff + c);
                 }
             }
             for (; c < end; c++) {
