@@ -150,17 +150,7 @@ public final class WeightLoader {
             return new Matrix(data, info.dtype(), rows, cols);
         }
         String scaleName = name + SCALE_SUFFIX;
-        if (!files.contains(scaleName)) {
-            throw new JTuneException("int8 tensor " + name + " has no scale tensor " + scaleName
-                    + "; was it written by `jtune quantize`?");
-        }
-        TensorInfo s = files.info(scaleName);
-        if (s.rank() != 2 || s.shape()[0] != rows || s.shape()[1] < 1 || cols % s.shape()[1] != 0) {
-            throw new JTuneException("scale tensor " + scaleName + " has shape " + Arrays.toString(s.shape())
-                    + "; expected [" + rows + ", groups] with groups dividing " + cols);
-        }
-        used.add(scaleName);
-        bytesByDtype.merge(s.dtype().name(), s.byteSize(), Long::sum);
+        TensorInfo s = scaleTensor(scaleName, rows, cols, "int8 tensor " + name, "`jtune quantize`");
         int group = (int) (cols / s.shape()[1]);
         // `jtune quantize` stores int8 as row pairs (Matrix.withRowPairs); a transposed copy is row-major
         boolean pairs = !transposedCopy && rows >= 2 && Matrix.rowPairsFit(cols, group)
@@ -175,6 +165,24 @@ public final class WeightLoader {
      */
     public static final String I8_LAYOUT_KEY = "jtune_i8_layout";
     public static final String I8_ROW_PAIRS = "row_pairs";
+
+    /**
+     * The {@code [rows, groups]} scale tensor of a quantized weight ({@code what}, written by {@code writer}),
+     * checked and counted as used; a missing or misshapen one is an error that says which.
+     */
+    private TensorInfo scaleTensor(String scaleName, int rows, int cols, String what, String writer) {
+        if (!files.contains(scaleName)) {
+            throw new JTuneException(what + " has no scale tensor " + scaleName + "; was it written by " + writer + "?");
+        }
+        TensorInfo s = files.info(scaleName);
+        if (s.rank() != 2 || s.shape()[0] != rows || s.shape()[1] < 1 || cols % s.shape()[1] != 0) {
+            throw new JTuneException("scale tensor " + scaleName + " has shape " + Arrays.toString(s.shape())
+                    + "; expected [" + rows + ", groups] with groups dividing " + cols);
+        }
+        used.add(scaleName);
+        bytesByDtype.merge(s.dtype().name(), s.byteSize(), Long::sum);
+        return s;
+    }
 
     /** Suffix of the int4 zero-point tensor {@code [rows, groups]} (U8 or F32; absent when symmetric). */
     public static final String ZERO_SUFFIX = "_zero";
@@ -198,17 +206,8 @@ public final class WeightLoader {
             parameters += (long) rows * cols / 2;   // two weights per byte
         }
         String scaleName = name + SCALE_SUFFIX, zeroName = name + ZERO_SUFFIX;
-        if (!files.contains(scaleName)) {
-            throw new JTuneException("int4 tensor " + name + " (U8) has no scale tensor " + scaleName
-                    + "; was it written by `jtune quantize --method int4-weight`?");
-        }
-        TensorInfo s = files.info(scaleName);
-        if (s.rank() != 2 || s.shape()[0] != rows || s.shape()[1] < 1 || cols % s.shape()[1] != 0) {
-            throw new JTuneException("scale tensor " + scaleName + " has shape " + Arrays.toString(s.shape())
-                    + "; expected [" + rows + ", groups] with groups dividing " + cols);
-        }
-        used.add(scaleName);
-        bytesByDtype.merge(s.dtype().name(), s.byteSize(), Long::sum);
+        TensorInfo s = scaleTensor(scaleName, rows, cols, "int4 tensor " + name + " (U8)",
+                "`jtune quantize --method int4-weight`");
         float[] zeros = null;
         if (files.contains(zeroName)) {
             TensorInfo z = files.info(zeroName);
