@@ -100,11 +100,14 @@ final class BenchCommand implements Callable<Integer> {
             LanguageModel m = engine.model();
             ModelInfo info = m.info();
             long layerBytes = 0, layerElems = 0;
+            java.util.List<java.lang.foreign.MemorySegment> weightPages = new java.util.ArrayList<>();   // what decode reads
             for (Linear l : m.linearLayers()) {
                 layerBytes += l.weight().byteSize();
                 layerElems += (long) l.outFeatures() * l.inFeatures();
+                weightPages.add(l.weight().data());
             }
             Matrix head = m.outputHead();
+            weightPages.add(head.data());
             long bytesPerToken = layerBytes + head.byteSize();
             out.printf("model     %s: %s, %,d parameters, weights %s, kernels %s%n", model.getFileName(),
                     info.architecture(), info.parameterCount(), info.weightBytesByDtype().keySet(), KernelProvider.get().name());
@@ -135,12 +138,7 @@ final class BenchCommand implements Callable<Integer> {
             MachineProbe.Result machine = noMachine ? null : MachineProbe.measure(pool);
             double readGBps = 0;
             if (machine != null) {
-                java.util.List<java.lang.foreign.MemorySegment> pages = new java.util.ArrayList<>();
-                for (Linear l : m.linearLayers()) {
-                    pages.add(l.weight().data());
-                }
-                pages.add(head.data());
-                double weightPagesGBps = MachineProbe.streamBandwidth(pool, pages, 9);
+                double weightPagesGBps = MachineProbe.streamBandwidth(pool, weightPages, 9);
                 readGBps = Math.max(machine.readGBps(), weightPagesGBps);   // judged against the faster of the two
                 out.printf("machine   %d threads, %d-bit vectors: read bandwidth %.1f GB/s (1 GiB buffer), %.1f GB/s "
                                 + "(the model's weight pages), FMA peak %.1f GFLOP/s (f32)%n",

@@ -25,43 +25,22 @@ final class MachineProbe {
         return new Result(readBandwidth(pool, 1L << 30, 9), fmaPeak(pool, 5), pool.threads(), F.vectorBitSize());
     }
 
+    /** Read bandwidth of a fresh {@code bytes} off-heap buffer, every page present before timing. */
     static double readBandwidth(WorkerPool pool, long bytes, int repeats) {
         try (Arena arena = Arena.ofShared()) {
             MemorySegment buf = arena.allocate(bytes, 4096);
-            buf.fill((byte) 1);   // every page present before timing
-            int threads = pool.threads();
-            long perThread = bytes / threads / CHUNK * CHUNK;
-            double[] sink = new double[threads];
-            long[] times = new long[repeats];
-            for (int r = 0; r < repeats; r++) {
-                long t0 = System.nanoTime();
-                pool.run(threads, (from, to) -> {
-                    for (int t = from; t < to; t++) {
-                        float s = 0f;
-                        for (long off = t * perThread, end = off + perThread; off < end; off += CHUNK) {
-                            s += sumBytes(buf.asSlice(off, CHUNK));
-                        }
-                        sink[t] += s;
-                    }
-                });
-                times[r] = System.nanoTime() - t0;
-            }
-            if (sink[0] == 42) {
-                System.out.print("");   // keeps the sums alive
-            }
-            // the median pass, not the best: on this shared VM single passes read up to 55 GB/s in runs whose
-            // other passes (and a standalone probe) read 33-36, and one burst would set the ceiling
-            java.util.Arrays.sort(times);
-            return perThread * threads / (double) times[repeats / 2];
+            buf.fill((byte) 1);
+            return streamBandwidth(pool, java.util.List.of(buf), repeats);
         }
     }
 
     /**
-     * Read bandwidth of the given memory (a model's weight pages), measured like {@link #readBandwidth}:
-     * the segments are cut into CHUNK-sized pieces (tails under 4 vectors are skipped and not counted),
-     * each thread sums a contiguous run of them; the median of {@code repeats} passes. The 1 GiB probe
-     * buffer and the page cache holding the weights can sit in physical memory of different speed on
-     * this VM (the buffer read 33-58 GB/s between runs), so decode is also judged against this.
+     * Read bandwidth of the given memory (the probe buffer, or a model's weight pages): the segments are
+     * cut into CHUNK-sized pieces (tails under 4 vectors are skipped and not counted), each thread sums a
+     * contiguous run of them. The median of {@code repeats} passes, not the best: on this shared VM single
+     * passes read up to 55 GB/s in runs whose other passes (and a standalone probe) read 33-36, and one
+     * burst would set the ceiling. The 1 GiB buffer and the page cache holding the weights can also sit
+     * in physical memory of different speed (33-58 GB/s between runs), so decode is judged against both.
      */
     static double streamBandwidth(WorkerPool pool, java.util.List<MemorySegment> segments, int repeats) {
         int step = 4 * F.length() * 4;
