@@ -85,10 +85,10 @@ final class MatmulPacked {
     private static void gather(float[] pan, int off, MemorySegment w, int dt, float[] scales, int group, int row,
                                int cols) {
         switch (dt) {
-            case 0 -> MatmulF32.gather(pan, off, w, row, cols);
-            case 1 -> MatmulBF16.gather(pan, off, w, row, cols);
-            case 2 -> MatmulF16.gather(pan, off, w, row, cols);
-            default -> MatmulI8.gather(pan, off, w, scales, group, row, cols, dt == 4);   // 3: I8, 4: I8 row pairs
+            case VectorKernels.DT_F32 -> MatmulF32.gather(pan, off, w, row, cols);
+            case VectorKernels.DT_BF16 -> MatmulBF16.gather(pan, off, w, row, cols);
+            case VectorKernels.DT_F16 -> MatmulF16.gather(pan, off, w, row, cols);
+            default -> MatmulI8.gather(pan, off, w, scales, group, row, cols, dt == VectorKernels.DT_I8_PAIRS);
         }
     }
 

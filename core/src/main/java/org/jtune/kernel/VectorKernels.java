@@ -61,7 +61,8 @@ public final class VectorKernels implements Kernels {
     private static final ValueLayout.OfFloat F32 = Matrix.F32;
     private static final ValueLayout.OfShort I16 = Matrix.I16;
 
-    private static final int DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2, DT_I8 = 3, DT_I8_PAIRS = 4;
+    /** Weight layouts as the kernels dispatch on them (MatmulPacked too). */
+    static final int DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2, DT_I8 = 3, DT_I8_PAIRS = 4;
     /** Rows per block (the unit of parallel partitioning) and tokens per register tile. */
     static final int RB = 4, TB = 4;
     /** Below this many multiply-adds a matmul runs on the caller: pool dispatch would cost more than it saves. */
