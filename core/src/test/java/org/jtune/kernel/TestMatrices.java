@@ -42,18 +42,8 @@ final class TestMatrices {
      * writes but a kernel must still handle) and positive scales of varied magnitude, one per group.
      */
     static Matrix i8Matrix(Random rnd, int rows, int cols, int group, boolean offHeap) {
-        long bytes = (long) rows * cols;
-        MemorySegment seg = offHeap
-                ? Arena.ofAuto().allocate(bytes + 1, 8).asSlice(1, bytes)
-                : MemorySegment.ofArray(new byte[(int) bytes]);
-        for (long i = 0; i < bytes; i++) {
-            seg.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) rnd.nextInt(256));
-        }
-        float[] scales = new float[rows * (cols / group)];
-        for (int i = 0; i < scales.length; i++) {
-            scales[i] = (float) (Math.pow(10, rnd.nextDouble() * 2 - 3)); // 1e-3 .. 1e-1
-        }
-        return new Matrix(seg, DType.I8, rows, cols, scales, group);
+        MemorySegment seg = randomBytes(rnd, (long) rows * cols, offHeap);
+        return new Matrix(seg, DType.I8, rows, cols, groupScales(rnd, rows * (cols / group)), group);
     }
 
     /**
@@ -61,17 +51,8 @@ final class TestMatrices {
      * asymmetric, random integer zero points 0..15.
      */
     static Matrix i4Matrix(Random rnd, int rows, int cols, int group, boolean symmetric, boolean offHeap) {
-        long bytes = (long) rows * cols / 2;
-        MemorySegment seg = offHeap
-                ? Arena.ofAuto().allocate(bytes + 1, 8).asSlice(1, bytes)
-                : MemorySegment.ofArray(new byte[(int) bytes]);
-        for (long i = 0; i < bytes; i++) {
-            seg.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) rnd.nextInt(256));
-        }
-        float[] scales = new float[rows * (cols / group)];
-        for (int i = 0; i < scales.length; i++) {
-            scales[i] = (float) (Math.pow(10, rnd.nextDouble() * 2 - 3));
-        }
+        MemorySegment seg = randomBytes(rnd, (long) rows * cols / 2, offHeap);
+        float[] scales = groupScales(rnd, rows * (cols / group));
         float[] zeros = null;
         if (!symmetric) {
             zeros = new float[scales.length];
@@ -80,5 +61,25 @@ final class TestMatrices {
             }
         }
         return Matrix.int4(seg, rows, cols, scales, group, zeros);
+    }
+
+    /** Random bytes (every pattern), on the heap or off it at an odd address. */
+    private static MemorySegment randomBytes(Random rnd, long bytes, boolean offHeap) {
+        MemorySegment seg = offHeap
+                ? Arena.ofAuto().allocate(bytes + 1, 8).asSlice(1, bytes)
+                : MemorySegment.ofArray(new byte[(int) bytes]);
+        for (long i = 0; i < bytes; i++) {
+            seg.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) rnd.nextInt(256));
+        }
+        return seg;
+    }
+
+    /** Positive group scales of varied magnitude, 1e-3 .. 1e-1. */
+    private static float[] groupScales(Random rnd, int n) {
+        float[] scales = new float[n];
+        for (int i = 0; i < scales.length; i++) {
+            scales[i] = (float) (Math.pow(10, rnd.nextDouble() * 2 - 3));
+        }
+        return scales;
     }
 }
