@@ -162,8 +162,7 @@ final class MatmulBF16 {
                 FloatVector wv9 = ((IntVector) ShortVector.fromMemorySegment(VectorKernels.S, w, wOff + (long) c * ESZ, LE).convertShape(VectorOperators.S2I, VectorKernels.I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
                 a0 = wv9.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a0);
             }
-            (a0.add(a1).add(a2.add(a3))).intoArray(sc, 0);
-            float s = VectorMath.sumLanes(sc, 0);
+            float s = VectorMath.sum(a0.add(a1).add(a2.add(a3)));
             for (; c < cols; c++) {
                 s += at(w, wOff + (long) c * ESZ) * x[xOff + c];
             }

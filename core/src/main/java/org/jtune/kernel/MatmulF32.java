@@ -160,8 +160,7 @@ final class MatmulF32 {
                 FloatVector wv9 = FloatVector.fromMemorySegment(VectorKernels.F, w, wOff + (long) c * ESZ, LE);
                 a0 = wv9.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a0);
             }
-            (a0.add(a1).add(a2.add(a3))).intoArray(sc, 0);
-            float s = VectorMath.sumLanes(sc, 0);
+            float s = VectorMath.sum(a0.add(a1).add(a2.add(a3)));
             for (; c < cols; c++) {
                 s += at(w, wOff + (long) c * ESZ) * x[xOff + c];
             }

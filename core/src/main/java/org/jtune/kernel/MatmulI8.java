@@ -246,7 +246,7 @@ final class MatmulI8 {
                 tot = a.fma(FloatVector.broadcast(VectorKernels.F, scales[sOff + g]), tot);
             }
         }
-        tot.add(tot2).intoArray(sc, 0);
+        tot.add(tot2).intoArray(sc, 0);   // not VectorMath's fold: this method is past C2's node budget for inlining it
         return VectorMath.sumLanes(sc, 0);
     }
 
@@ -267,8 +267,8 @@ final class MatmulI8 {
             if (group == 2 * L && group == Matrix.PAIR_BLOCK) {   // straight-line, two groups of both rows per iteration
                 FloatVector t2 = t0, t3 = t0, u2 = t0, u3 = t0;
                 for (; g + 4 <= ng; g += 4) {   // four groups of both rows: eight chains
-                    long o = base + (long) g * 2 * group;
-                    int c = g * group;
+                    long o = base + (long) g * (2 * Matrix.PAIR_BLOCK);   // a constant stride: C2 then hoists the range checks
+                    int c = g * Matrix.PAIR_BLOCK;
                     FloatVector xa = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
                     FloatVector xc = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L);
                     FloatVector xe = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 4 * L);
@@ -323,8 +323,8 @@ final class MatmulI8 {
                 u0 = u0.add(u2);
                 u1 = u1.add(u3);
                 for (; g + 2 <= ng; g += 2) {
-                    long o = base + (long) g * 2 * group;
-                    int c = g * group;
+                    long o = base + (long) g * (2 * Matrix.PAIR_BLOCK);
+                    int c = g * Matrix.PAIR_BLOCK;
                     FloatVector xa = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
                     FloatVector xc = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L);
                     FloatVector wv38 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
@@ -380,7 +380,7 @@ final class MatmulI8 {
                 t0 = a.add(a2).fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
                 u0 = b.add(b2).fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
             }
-            t0.add(t1).intoArray(sc, 0);
+            t0.add(t1).intoArray(sc, 0);   // not VectorMath's fold: this method is past C2's node budget for inlining it
             u0.add(u1).intoArray(sc, L);
             out[outOff + r] = VectorMath.sumLanes(sc, 0);
             out[outOff + r + 1] = VectorMath.sumLanes(sc, L);

@@ -12,10 +12,19 @@ for dt,esz,at in [('F32',4,'f32At'),('BF16',2,'bf16At'),('F16',2,'f16At')]:
     lines=[];n=0
     for line in s.split('\n'):
         m=re.match(r'^(\s*)(.*?)@LOAD<(.*?)>@(.*)$',line)
+        r=re.match(r'^(\s*)float (\w+) = @ROWSUM<(.*)>@;$',line)
         if m:
             n+=1;ind,pre,e,post=m.groups();v=f'wv{n}'
             lines.append(ind+decl[dt].format(v=v,e=e,ind=ind))
             lines.append(ind+pre+v+post)
+        elif r:
+            # a row's lane sum: the register fold, except for F16, whose long widening leaves C2 past its node
+            # budget for inlining by then (a fold left as a call boxes its vectors); same bits either way
+            ind,var,e=r.groups()
+            if dt=='F16':
+                lines.append(f'{ind}({e}).intoArray(sc, 0);')
+                lines.append(f'{ind}float {var} = VectorMath.sumLanes(sc, 0);')
+            else: lines.append(f'{ind}float {var} = VectorMath.sum({e});')
         else: lines.append(line)
     s='\n'.join(lines)
     if dt=='F32': s=s.replace('import jdk.incubator.vector.IntVector;\nimport jdk.incubator.vector.ShortVector;\n','')
