@@ -101,6 +101,18 @@ public final class BlasKernels implements Kernels {
         }
     }
 
+    /** Short (decode) chunks go to the Java kernels' shared pass; longer ones product by product, as matmul picks. */
+    @Override
+    public void matmulShared(float[][] outs, float[] x, Matrix[] ws, int count, int tokens) {
+        if (!everyProduct && tokens < MIN_TOKENS) {
+            java.matmulShared(outs, x, ws, count, tokens);
+            return;
+        }
+        for (int i = 0; i < count; i++) {
+            matmul(outs[i], x, ws[i], tokens);
+        }
+    }
+
     /** out[:, r0 .. r0 + n) for row blocks {@code [from, to)} of br rows: one sgemm per block. */
     private void rowBlocks(MemorySegment os, MemorySegment xs, Matrix w, int tokens, boolean f32, int br, int from, int to) {
         int rows = w.rows(), cols = w.cols();

@@ -51,6 +51,17 @@ public interface Kernels {
     void rope(float[] x, int off, float[] cos, float[] sin, int tableOff, int rotDim);
 
     /**
+     * {@code outs[i] = x ws[i]^T} for {@code i < count}, each exactly {@link #matmul}: matrices of one
+     * width reading the same x (a layer's q, k and v projections; gate and up). An implementation may
+     * run them as one parallel pass over all their rows, so that small ones do not each pay a hand-off.
+     */
+    default void matmulShared(float[][] outs, float[] x, Matrix[] ws, int count, int tokens) {
+        for (int i = 0; i < count; i++) {
+            matmul(outs[i], x, ws[i], tokens);
+        }
+    }
+
+    /**
      * Attention of one query head over {@code len} cached positions:
      * {@code out = sum_j softmax_j(scale * q.k_j) v_j}, where k_j starts at {@code kvOff + j * kvStride}
      * in keys and values. scores needs {@code len} free elements. Nothing is materialized per (seq, seq).

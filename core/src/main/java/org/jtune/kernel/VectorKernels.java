@@ -76,6 +76,7 @@ public final class VectorKernels implements Kernels {
 
     private final WorkerPool pool;
     private final MatmulTask task = new MatmulTask();
+    private final SharedTask shared = new SharedTask();
     /** Packed x for {@link MatmulPacked}, grown on demand (prefill only), guarded by task's monitor. */
     private float[] packed = new float[0];
     private final MatmulI4.Task i4Task = new MatmulI4.Task();
@@ -95,11 +96,7 @@ public final class VectorKernels implements Kernels {
     @Override
     public void matmul(float[] out, float[] x, Matrix w, int tokens) {
         int rows = w.rows(), cols = w.cols();
-        if (tokens < 0 || (long) tokens * cols > x.length || (long) tokens * rows > out.length) {
-            throw new IllegalArgumentException("matmul of " + tokens + " tokens with a " + rows + "x" + cols
-                    + " matrix needs x.length >= " + (long) tokens * cols + " and out.length >= "
-                    + (long) tokens * rows + ", got " + x.length + " and " + out.length);
-        }
+        checkSizes(out, x, w, tokens);
         if (tokens == 0 || rows == 0) {
             return;
         }
@@ -123,6 +120,83 @@ public final class VectorKernels implements Kernels {
                 pool.run(blocks, task);
             } finally {
                 task.set(null, null, null, 0, null, 0, 0, 0, 0);
+            }
+        }
+    }
+
+    /**
+     * Decode chunks: the matrices' row blocks as one job, so a layer's k and v projections (a tenth of q's
+     * rows on SmolLM2) do not each pay a hand-off to the workers and a wait for the slower thread.
+     * Longer chunks, int4 and single-threaded pools take {@link #matmul} for each.
+     */
+    @Override
+    public void matmulShared(float[][] outs, float[] x, Matrix[] ws, int count, int tokens) {
+        long macs = 0;
+        boolean oneJob = count > 1 && count <= SharedTask.MAX && tokens > 0 && tokens < PACK_MIN_TOKENS
+                && pool.threads() > 1;
+        for (int i = 0; i < count && oneJob; i++) {
+            Matrix w = ws[i];
+            oneJob = !w.isInt4() && w.cols() == ws[0].cols() && w.rows() > 0;
+            macs += (long) w.rows() * w.cols() * tokens;
+        }
+        if (!oneJob || macs < PARALLEL_MIN_MACS) {
+            Kernels.super.matmulShared(outs, x, ws, count, tokens);
+            return;
+        }
+        for (int i = 0; i < count; i++) {
+            checkSizes(outs[i], x, ws[i], tokens);
+        }
+        synchronized (task) {   // the pool runs one job at a time; shared shares task's monitor
+            shared.set(outs, x, ws, count, tokens);
+            try {
+                pool.run(shared.start[count], shared);
+            } finally {
+                shared.set(null, null, null, 0, 0);
+            }
+        }
+    }
+
+    private static void checkSizes(float[] out, float[] x, Matrix w, int tokens) {
+        int rows = w.rows(), cols = w.cols();
+        if (tokens < 0 || (long) tokens * cols > x.length || (long) tokens * rows > out.length) {
+            throw new IllegalArgumentException("matmul of " + tokens + " tokens with a " + rows + "x" + cols
+                    + " matrix needs x.length >= " + (long) tokens * cols + " and out.length >= "
+                    + (long) tokens * rows + ", got " + x.length + " and " + out.length);
+        }
+    }
+
+    /** {@link #matmulShared}'s job: row block b of the concatenation maps to a block of one matrix. */
+    private static final class SharedTask implements RangeTask {
+        static final int MAX = 4;
+        private final float[][] outs = new float[MAX][];
+        private final Matrix[] ws = new Matrix[MAX];
+        private final int[] dts = new int[MAX];
+        final int[] start = new int[MAX + 1];   // start[i]: the first global block of matrix i
+        private float[] x;
+        private int count, tokens;
+
+        void set(float[][] outs, float[] x, Matrix[] ws, int count, int tokens) {
+            this.x = x;
+            this.count = count;
+            this.tokens = tokens;
+            for (int i = 0; i < MAX; i++) {
+                boolean used = i < count;
+                this.outs[i] = used ? outs[i] : null;
+                this.ws[i] = used ? ws[i] : null;
+                this.dts[i] = used ? dtypeCode(ws[i]) : 0;
+                start[i + 1] = start[i] + (used ? (ws[i].rows() + RB - 1) / RB : 0);
+            }
+        }
+
+        @Override
+        public void run(int from, int to) {
+            for (int i = 0; i < count; i++) {
+                int lo = Math.max(from, start[i]), hi = Math.min(to, start[i + 1]);
+                if (lo < hi) {
+                    Matrix w = ws[i];
+                    matmulBlocks(outs[i], x, w.data(), dts[i], w.scales(), w.groupSize(), w.rows(), w.cols(), tokens,
+                            lo - start[i], hi - start[i]);
+                }
             }
         }
     }

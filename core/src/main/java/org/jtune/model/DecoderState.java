@@ -37,6 +37,8 @@ public final class DecoderState extends ModelState {
      */
     public static final class LayerActs {
         public final float[] xIn, xn1, qkv, q, k, v, att, attnOut, h, hn, xn2, mlpIn, up, mlpAct, mlpOut, xOut;
+        /** {q, k, v} and {mlpIn, up}: the outputs of one {@link Ops#linears} call each. */
+        public final float[][] qkvOuts, gateUpOuts;
 
         LayerActs(Dims d, int chunk, float[] xIn, boolean shareResidual) {
             int hid = chunk * d.hidden;
@@ -56,6 +58,8 @@ public final class DecoderState extends ModelState {
             mlpAct = shareResidual ? mlpIn : new float[chunk * d.mlpHidden];
             mlpOut = new float[hid];
             xOut = shareResidual ? xIn : new float[hid];
+            qkvOuts = new float[][] {q, k, v};
+            gateUpOuts = new float[][] {mlpIn, up};
         }
     }
 

@@ -12,6 +12,7 @@ public final class InferenceOps implements Ops {
     private float[] loraScratch = new float[0];   // (maxChunk, rank) of an attached LoRA
     private float[] rowScratch = new float[0];    // (cols) one position-table row
     private float[] actScratch = new float[0];    // (tokens) per-token activation scales of a W8A8 layer
+    private Matrix[] weightScratch = new Matrix[0]; // the weights of one linears call
 
     public InferenceOps(Kernels kernels) {
         this.k = kernels;
@@ -43,7 +44,34 @@ public final class InferenceOps implements Ops {
         float[] act = l.actScale();
         if (act == null) {
             k.matmul(out, x, l.weight(), n);
-        } else if (act.length == 1) {
+        } else {
+            matmulW8A8(out, x, l, act, n);
+        }
+        addBiasAndLora(out, x, l, n);
+    }
+
+    /** Linears without W8A8 activation scales share one matmul pass ({@link Kernels#matmulShared}). */
+    @Override
+    public void linears(float[][] outs, float[] x, Linear[] ls, int n) {
+        if (weightScratch.length < ls.length) {
+            weightScratch = new Matrix[ls.length];
+        }
+        for (int i = 0; i < ls.length; i++) {
+            if (ls[i].actScale() != null) {
+                Ops.super.linears(outs, x, ls, n);
+                return;
+            }
+            weightScratch[i] = ls[i].weight();
+        }
+        k.matmulShared(outs, x, weightScratch, ls.length, n);
+        for (int i = 0; i < ls.length; i++) {
+            weightScratch[i] = null;
+            addBiasAndLora(outs[i], x, ls[i], n);
+        }
+    }
+
+    private void matmulW8A8(float[] out, float[] x, Linear l, float[] act, int n) {
+        if (act.length == 1) {
             k.matmulW8A8(out, x, l.weight(), n, act);
         } else {
             if (actScratch.length < Math.max(2, n)) {   // length >= 2 always means per-token scales
@@ -52,6 +80,9 @@ public final class InferenceOps implements Ops {
             org.jtune.kernel.W8A8.dynamicActScales(actScratch, x, n, l.inFeatures());
             k.matmulW8A8(out, x, l.weight(), n, actScratch);
         }
+    }
+
+    private void addBiasAndLora(float[] out, float[] x, Linear l, int n) {
         float[] bias = l.bias();
         if (bias != null) {
             int d = l.outFeatures();

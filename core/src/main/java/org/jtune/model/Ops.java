@@ -25,6 +25,13 @@ public interface Ops {
     /** out (n, out) = x (n, in) W^T + b (+ the attached LoRA). */
     void linear(float[] out, float[] x, Linear l, int n);
 
+    /** {@code outs[i]} = {@link #linear} of {@code ls[i]} for each i: linears of one width reading the same x. */
+    default void linears(float[][] outs, float[] x, Linear[] ls, int n) {
+        for (int i = 0; i < ls.length; i++) {
+            linear(outs[i], x, ls[i], n);
+        }
+    }
+
     void rmsNorm(float[] out, float[] x, float[] weight, float eps, int n, int dim);
 
     /** bias may be null. */

@@ -51,6 +51,42 @@ class VectorKernelsParityTest {
         }
     }
 
+    /**
+     * One parallel pass over several matrices (a layer's q/k/v, gate/up) gives each output exactly what
+     * its own matmul gives: the same kernels on the same rows, whichever thread takes a block. Mixed dtypes
+     * and row counts that are not multiples of the row block; decode and short-prefill token counts.
+     */
+    @Test
+    void matmulSharedEqualsSeparateMatmulsBitForBit() {
+        Random rnd = new Random(11);
+        int cols = 576;
+        Matrix[] ws = {
+            TestMatrices.matrix(rnd, DType.BF16, 577, cols, true),
+            TestMatrices.i8Matrix(rnd, 193, cols, 32, true).withRowPairs(),
+            TestMatrices.matrix(rnd, DType.F32, 191, cols, true),
+            TestMatrices.matrix(rnd, DType.F16, 5, cols, true),
+        };
+        for (int count = 1; count <= ws.length; count++) {
+            for (int tokens : new int[] {1, 2, 5, 15, 16}) {
+                float[] x = TestMatrices.randomFloats(rnd, tokens * cols);
+                float[][] outs = new float[count][];
+                for (int i = 0; i < count; i++) {
+                    outs[i] = new float[tokens * ws[i].rows() + 3];
+                }
+                VEC.matmulShared(outs, x, ws, count, tokens);
+                for (int i = 0; i < count; i++) {
+                    float[] expected = new float[outs[i].length];
+                    VEC.matmul(expected, x, ws[i], tokens);
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(expected, outs[i],
+                            "matrix " + i + " of " + count + ", " + tokens + " tokens");
+                }
+            }
+        }
+        float[][] tooSmall = {new float[10], new float[193]};
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> VEC.matmulShared(tooSmall, new float[cols], ws, 2, 1));
+    }
+
     @Test
     void matmulMatchesScalarForAllDtypesSizesAndTokenCounts() {
         Random rnd = new Random(1);

@@ -104,7 +104,11 @@ public final class Llama extends DecoderModel {
     }
 
     record Layer(float[] inputNorm, Linear q, Linear k, Linear v, Linear o, float[] postNorm, Linear gate,
-                 Linear up, Linear down) {
+                 Linear up, Linear down, Linear[] qkv, Linear[] gateUp) {
+        Layer(float[] inputNorm, Linear q, Linear k, Linear v, Linear o, float[] postNorm, Linear gate, Linear up,
+              Linear down) {
+            this(inputNorm, q, k, v, o, postNorm, gate, up, down, new Linear[] {q, k, v}, new Linear[] {gate, up});
+        }
     }
 
     private final Config cfg;
@@ -203,17 +207,14 @@ public final class Llama extends DecoderModel {
             Layer L = layers[l];
             DecoderState.LayerActs a = s.acts(l);
             ops.rmsNorm(a.xn1, a.xIn, L.inputNorm, eps, n, h);
-            ops.linear(a.q, a.xn1, L.q, n);
-            ops.linear(a.k, a.xn1, L.k, n);
-            ops.linear(a.v, a.xn1, L.v, n);
+            ops.linears(a.qkvOuts, a.xn1, L.qkv, n);
             ops.rope(a.q, n, cfg.numHeads, hd, hd, s.cos, s.sin, start);
             ops.rope(a.k, n, cfg.numKvHeads, hd, hd, s.cos, s.sin, start);
             ops.attention(s, a, l, start, n, scale);
             ops.linear(a.attnOut, a.att, L.o, n);
             ops.add(a.h, a.xIn, a.attnOut, n * h);
             ops.rmsNorm(a.xn2, a.h, L.postNorm, eps, n, h);
-            ops.linear(a.mlpIn, a.xn2, L.gate, n);
-            ops.linear(a.up, a.xn2, L.up, n);
+            ops.linears(a.gateUpOuts, a.xn2, L.gateUp, n);
             ops.siluMul(a.mlpAct, a.mlpIn, a.up, n * cfg.intermediateSize);
             ops.linear(a.mlpOut, a.mlpAct, L.down, n);
             ops.add(a.xOut, a.h, a.mlpOut, n * h);
