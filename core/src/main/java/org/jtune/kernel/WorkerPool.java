@@ -33,6 +33,7 @@ public final class WorkerPool implements AutoCloseable {
     private volatile long generation;
     private volatile boolean closed;
     private volatile Thread caller;
+    private volatile boolean callerParked;
     private RangeTask task;
     private int size, chunks;
     private volatile Throwable failure;
@@ -101,8 +102,10 @@ public final class WorkerPool implements AutoCloseable {
         this.caller = Thread.currentThread();
         pending.set(workers.length);
         generation++; // volatile write publishes task, size, chunks and the claim counters
-        for (Thread w : workers) {
-            LockSupport.unpark(w);
+        for (Worker w : workers) {
+            if (w.parked) {   // a spinning worker sees generation by itself; unpark costs a lock and a signal
+                LockSupport.unpark(w);
+            }
         }
         Throwable own = work(0);
         int spins = 0;
@@ -110,7 +113,11 @@ public final class WorkerPool implements AutoCloseable {
             if (++spins < SPINS) {
                 Thread.onSpinWait();
             } else {
-                LockSupport.parkNanos(this, 50_000);
+                callerParked = true;
+                if (pending.get() != 0) {
+                    LockSupport.parkNanos(this, 50_000);
+                }
+                callerParked = false;
             }
         }
         this.task = null;
@@ -139,7 +146,13 @@ public final class WorkerPool implements AutoCloseable {
         return null;
     }
 
+    /*
+     * Parking handshake: a waiter sets its parked flag, then re-reads the condition before parking; the
+     * other side writes the condition, then reads the flag and unparks only a parked thread. Both are
+     * volatile, so at least one of them sees the other's write and no wakeup is lost.
+     */
     private void workLoop(int index) {
+        Worker self = workers[index - 1];
         long seen = 0;
         while (true) {
             int spins = 0;
@@ -147,7 +160,11 @@ public final class WorkerPool implements AutoCloseable {
                 if (++spins < SPINS) {
                     Thread.onSpinWait();
                 } else {
-                    LockSupport.park(this);
+                    self.parked = true;
+                    if (generation == seen && !closed) {
+                        LockSupport.park(this);
+                    }
+                    self.parked = false;
                 }
             }
             if (closed) {
@@ -158,7 +175,7 @@ public final class WorkerPool implements AutoCloseable {
             if (e != null) {
                 failure = e;
             }
-            if (pending.decrementAndGet() == 0) {
+            if (pending.decrementAndGet() == 0 && callerParked) {
                 LockSupport.unpark(caller);
             }
         }
@@ -167,7 +184,7 @@ public final class WorkerPool implements AutoCloseable {
     @Override
     public void close() {
         closed = true;
-        for (Thread w : workers) {
+        for (Worker w : workers) {
             LockSupport.unpark(w);
         }
     }
@@ -175,6 +192,7 @@ public final class WorkerPool implements AutoCloseable {
     private static final class Worker extends Thread {
         final WorkerPool pool;
         final int index;
+        volatile boolean parked;
 
         Worker(WorkerPool pool, int index) {
             super("jtune-worker-" + index);

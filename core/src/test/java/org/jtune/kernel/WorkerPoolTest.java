@@ -96,6 +96,36 @@ class WorkerPoolTest {
         }
     }
 
+    /**
+     * Jobs after idle gaps long enough for the workers (and the waiting caller) to park: each wakes them
+     * through the parked-flag handshake, and every index still runs once.
+     */
+    @Test
+    void jobsAfterIdleGapsWakeParkedWorkers() throws InterruptedException {
+        try (WorkerPool pool = new WorkerPool(3)) {
+            for (int round = 0; round < 6; round++) {
+                Thread.sleep(round % 2 == 0 ? 30 : 0);
+                java.util.concurrent.atomic.AtomicIntegerArray hits = new java.util.concurrent.atomic.AtomicIntegerArray(40);
+                boolean slowTail = round % 3 == 0;
+                pool.run(40, (from, to) -> {
+                    for (int i = from; i < to; i++) {
+                        hits.incrementAndGet(i);
+                    }
+                    if (slowTail && to == 40) {   // keeps the caller waiting past its spin budget
+                        try {
+                            Thread.sleep(20);
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                        }
+                    }
+                });
+                for (int i = 0; i < 40; i++) {
+                    org.junit.jupiter.api.Assertions.assertEquals(1, hits.get(i), "round " + round + ", index " + i);
+                }
+            }
+        }
+    }
+
     @Test
     void rejectsZeroThreads() {
         assertThrows(IllegalArgumentException.class, () -> new WorkerPool(0));
