@@ -258,99 +258,17 @@ final class MatmulI8 {
      */
     private static void pairDots(float[] out, int outOff, float[] x, int xOff, MemorySegment w, float[] scales, int ng,
                                  int group, int rows, int cols, int rFrom, int rTo, float[] sc) {
+        if (group == 2 * L && group == Matrix.PAIR_BLOCK) {
+            pairDots32(out, outOff, x, xOff, w, scales, ng, rows, cols, rFrom, rTo, sc);
+            return;
+        }
         int r = rFrom, pairEnd = Math.min(rTo, rows & ~1);
+        int done = 0, batchStart = r;   // row totals wait in sc, 8 rows at a time, for VectorKernels.sum8
         for (; r + 2 <= pairEnd; r += 2) {
             long base = (long) r * cols;
             int s0 = r * ng, s1 = s0 + ng;
             FloatVector t0 = FloatVector.zero(VectorKernels.F), t1 = t0, u0 = t0, u1 = t0;
             int g = 0;
-            if (group == 2 * L && group == Matrix.PAIR_BLOCK) {   // straight-line, two groups of both rows per iteration
-                FloatVector t2 = t0, t3 = t0, u2 = t0, u3 = t0;
-                for (; g + 4 <= ng; g += 4) {   // four groups of both rows: eight chains
-                    long o = base + (long) g * (2 * Matrix.PAIR_BLOCK);   // a constant stride: C2 then hoists the range checks
-                    int c = g * Matrix.PAIR_BLOCK;
-                    FloatVector xa = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
-                    FloatVector xc = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L);
-                    FloatVector xe = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 4 * L);
-                    FloatVector xg = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 6 * L);
-                    FloatVector wv22 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector a = wv22.mul(xa);
-                    FloatVector wv23 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector b = wv23.mul(xa);
-                    FloatVector wv24 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector e = wv24.mul(xc);
-                    FloatVector wv25 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector f = wv25.mul(xc);
-                    FloatVector wv26 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 8 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 8 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector h = wv26.mul(xe);
-                    FloatVector wv27 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 10 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 10 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector k = wv27.mul(xe);
-                    FloatVector wv28 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 12 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 12 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector m = wv28.mul(xg);
-                    FloatVector wv29 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 14 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 14 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector n = wv29.mul(xg);
-                    FloatVector xb = FloatVector.fromArray(VectorKernels.F, x, xOff + c + L);
-                    FloatVector xd = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L);
-                    FloatVector xf = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 5 * L);
-                    FloatVector xh = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 7 * L);
-                    FloatVector wv30 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv30.fma(xb, a);
-                    FloatVector wv31 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    b = wv31.fma(xb, b);
-                    FloatVector wv32 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    e = wv32.fma(xd, e);
-                    FloatVector wv33 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    f = wv33.fma(xd, f);
-                    FloatVector wv34 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 9 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 9 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    h = wv34.fma(xf, h);
-                    FloatVector wv35 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 11 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 11 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    k = wv35.fma(xf, k);
-                    FloatVector wv36 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 13 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 13 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    m = wv36.fma(xh, m);
-                    FloatVector wv37 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 15 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 15 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    n = wv37.fma(xh, n);
-                    t0 = a.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
-                    u0 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
-                    t1 = e.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 1]), t1);
-                    u1 = f.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 1]), u1);
-                    t2 = h.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 2]), t2);
-                    u2 = k.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 2]), u2);
-                    t3 = m.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 3]), t3);
-                    u3 = n.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 3]), u3);
-                }
-                t0 = t0.add(t2);
-                t1 = t1.add(t3);
-                u0 = u0.add(u2);
-                u1 = u1.add(u3);
-                for (; g + 2 <= ng; g += 2) {
-                    long o = base + (long) g * (2 * Matrix.PAIR_BLOCK);
-                    int c = g * Matrix.PAIR_BLOCK;
-                    FloatVector xa = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
-                    FloatVector xc = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L);
-                    FloatVector wv38 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector a = wv38.mul(xa);
-                    FloatVector wv39 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector b = wv39.mul(xa);
-                    FloatVector wv40 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector e = wv40.mul(xc);
-                    FloatVector wv41 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    FloatVector f = wv41.mul(xc);
-                    FloatVector xb = FloatVector.fromArray(VectorKernels.F, x, xOff + c + L);
-                    FloatVector xd = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L);
-                    FloatVector wv42 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv42.fma(xb, a);
-                    FloatVector wv43 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    b = wv43.fma(xb, b);
-                    FloatVector wv44 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    e = wv44.fma(xd, e);
-                    FloatVector wv45 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    f = wv45.fma(xd, f);
-                    t0 = a.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
-                    u0 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
-                    t1 = e.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 1]), t1);
-                    u1 = f.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 1]), u1);
-                }
-            }
             for (; g < ng; g++) {   // larger groups and per channel: the group's blocks in order
                 int c0 = g * group, c1 = c0 + group;
                 FloatVector a = FloatVector.zero(VectorKernels.F), a2 = a, b = a, b2 = a;
@@ -359,34 +277,145 @@ final class MatmulI8 {
                     if (Matrix.PAIR_BLOCK == 2 * L) {   // two vectors per block: two chains per row
                         FloatVector xv = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
                         FloatVector xu = FloatVector.fromArray(VectorKernels.F, x, xOff + c + L);
-                        FloatVector wv46 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                        a = wv46.fma(xv, a);
-                        FloatVector wv47 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                        a2 = wv47.fma(xu, a2);
-                        FloatVector wv48 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                        b = wv48.fma(xv, b);
-                        FloatVector wv49 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                        b2 = wv49.fma(xu, b2);
+                        FloatVector wv22 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        a = wv22.fma(xv, a);
+                        FloatVector wv23 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        a2 = wv23.fma(xu, a2);
+                        FloatVector wv24 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        b = wv24.fma(xv, b);
+                        FloatVector wv25 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        b2 = wv25.fma(xu, b2);
                     } else {
                         for (int j = 0; j < Matrix.PAIR_BLOCK; j += L) {
                             FloatVector xv = FloatVector.fromArray(VectorKernels.F, x, xOff + c + j);
-                            FloatVector wv50 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                            a = wv50.fma(xv, a);
-                            FloatVector wv51 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                            b = wv51.fma(xv, b);
+                            FloatVector wv26 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                            a = wv26.fma(xv, a);
+                            FloatVector wv27 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + j, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + Matrix.PAIR_BLOCK + j, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                            b = wv27.fma(xv, b);
                         }
                     }
                 }
                 t0 = a.add(a2).fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
                 u0 = b.add(b2).fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
             }
-            t0.add(t1).intoArray(sc, 0);   // not VectorMath's fold: this method is past C2's node budget for inlining it
-            u0.add(u1).intoArray(sc, L);
-            out[outOff + r] = VectorMath.sumLanes(sc, 0);
-            out[outOff + r + 1] = VectorMath.sumLanes(sc, L);
+            t0.add(t1).intoArray(sc, done * L);
+            u0.add(u1).intoArray(sc, (done + 1) * L);
+            done += 2;
+            if (done == 8) {
+                VectorKernels.sum8(out, outOff + batchStart, sc);
+                done = 0;
+                batchStart = r + 2;
+            }
+        }
+        for (int i = 0; i < done; i++) {
+            out[outOff + batchStart + i] = VectorMath.sumLanes(sc, i * L);
         }
         for (; r < rTo; r++) {   // an odd last row is stored plainly
             out[outOff + r] = rowDot(x, xOff, w, (long) r * cols, scales, r * ng, ng, group, sc);
+        }
+    }
+
+    /**
+     * {@link #pairDots} for group 32 with 16 lanes: straight-line code, four groups of both rows per
+     * iteration (eight chains), then one at a time; the row totals' lane sums eight rows at a time
+     * ({@link VectorKernels#sum8}).
+     */
+    private static void pairDots32(float[] out, int outOff, float[] x, int xOff, MemorySegment w, float[] scales,
+                                   int ng, int rows, int cols, int rFrom, int rTo, float[] sc) {
+        int r = rFrom, pairEnd = Math.min(rTo, rows & ~1);
+        int done = 0, batchStart = r;   // row totals wait in sc, 8 rows at a time, for VectorKernels.sum8
+        for (; r + 2 <= pairEnd; r += 2) {
+            long base = (long) r * cols;
+            int s0 = r * ng, s1 = s0 + ng;
+            FloatVector t0 = FloatVector.zero(VectorKernels.F), t1 = t0, u0 = t0, u1 = t0;
+            int g = 0;
+            FloatVector t2 = t0, t3 = t0, u2 = t0, u3 = t0;
+            for (; g + 4 <= ng; g += 4) {   // four groups of both rows: eight chains
+                long o = base + (long) g * (2 * Matrix.PAIR_BLOCK);
+                int c = g * Matrix.PAIR_BLOCK;
+                FloatVector xa = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
+                FloatVector xc = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 2 * L);
+                FloatVector xe = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 4 * L);
+                FloatVector xg = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 6 * L);
+                FloatVector wv28 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector a = wv28.mul(xa);
+                FloatVector wv29 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector b = wv29.mul(xa);
+                FloatVector wv30 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 4 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector e = wv30.mul(xc);
+                FloatVector wv31 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 6 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector f = wv31.mul(xc);
+                FloatVector wv32 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 8 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 8 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector h = wv32.mul(xe);
+                FloatVector wv33 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 10 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 10 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector k = wv33.mul(xe);
+                FloatVector wv34 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 12 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 12 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector m = wv34.mul(xg);
+                FloatVector wv35 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 14 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 14 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector n = wv35.mul(xg);
+                FloatVector xb = FloatVector.fromArray(VectorKernels.F, x, xOff + c + L);
+                FloatVector xd = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 3 * L);
+                FloatVector xf = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 5 * L);
+                FloatVector xh = FloatVector.fromArray(VectorKernels.F, x, xOff + c + 7 * L);
+                FloatVector wv36 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                a = wv36.fma(xb, a);
+                FloatVector wv37 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                b = wv37.fma(xb, b);
+                FloatVector wv38 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 5 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                e = wv38.fma(xd, e);
+                FloatVector wv39 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 7 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                f = wv39.fma(xd, f);
+                FloatVector wv40 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 9 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 9 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                h = wv40.fma(xf, h);
+                FloatVector wv41 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 11 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 11 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                k = wv41.fma(xf, k);
+                FloatVector wv42 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 13 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 13 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                m = wv42.fma(xh, m);
+                FloatVector wv43 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 15 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 15 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                n = wv43.fma(xh, n);
+                t0 = a.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
+                u0 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
+                t1 = e.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 1]), t1);
+                u1 = f.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 1]), u1);
+                t2 = h.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 2]), t2);
+                u2 = k.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 2]), u2);
+                t3 = m.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g + 3]), t3);
+                u3 = n.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g + 3]), u3);
+            }
+            t0 = t0.add(t2);
+            t1 = t1.add(t3);
+            u0 = u0.add(u2);
+            u1 = u1.add(u3);
+            for (; g < ng; g++) {   // the last groups, one at a time
+                long o = base + (long) g * (2 * Matrix.PAIR_BLOCK);
+                int c = g * Matrix.PAIR_BLOCK;
+                FloatVector xa = FloatVector.fromArray(VectorKernels.F, x, xOff + c);
+                FloatVector xb = FloatVector.fromArray(VectorKernels.F, x, xOff + c + L);
+                FloatVector wv44 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector a = wv44.mul(xa);
+                FloatVector wv45 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 2 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                FloatVector b = wv45.mul(xa);
+                FloatVector wv46 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                a = wv46.fma(xb, a);
+                FloatVector wv47 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, o + 3 * L, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                b = wv47.fma(xb, b);
+                t0 = a.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
+                u0 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
+            }
+            t0.add(t1).intoArray(sc, done * L);
+            u0.add(u1).intoArray(sc, (done + 1) * L);
+            done += 2;
+            if (done == 8) {
+                VectorKernels.sum8(out, outOff + batchStart, sc);
+                done = 0;
+                batchStart = r + 2;
+            }
+        }
+        for (int i = 0; i < done; i++) {
+            out[outOff + batchStart + i] = VectorMath.sumLanes(sc, i * L);
+        }
+        for (; r < rTo; r++) {   // an odd last row is stored plainly
+            out[outOff + r] = rowDot(x, xOff, w, (long) r * cols, scales, r * ng, ng, 2 * L, sc);
         }
     }
 
@@ -403,8 +432,8 @@ final class MatmulI8 {
             if (group >= L) {
                 FloatVector a = FloatVector.zero(VectorKernels.F);
                 for (; c + L <= end; c += L) {
-                    FloatVector wv52 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    a = wv52.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
+                    FloatVector wv48 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, wOff + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    a = wv48.fma(FloatVector.fromArray(VectorKernels.F, x, xOff + c), a);
                 }
                 tot = a.fma(FloatVector.broadcast(VectorKernels.F, gs), tot);
             }
@@ -431,8 +460,8 @@ final class MatmulI8 {
             if (run >= L) {
                 FloatVector s = FloatVector.broadcast(VectorKernels.F, sc);
                 for (; c + L <= end; c += L) {
-                    FloatVector wv53 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    wv53.mul(s).intoArray(out, outOff + c);
+                    FloatVector wv49 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                    wv49.mul(s).intoArray(out, outOff + c);
                 }
             }
             for (; c < end; c++) {

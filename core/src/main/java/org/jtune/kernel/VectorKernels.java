@@ -522,6 +522,33 @@ public final class VectorKernels implements Kernels {
     }
 
     /**
+     * {@code out[off + i] = sumLanes(sc, i * L)} for i < 8, bit for bit: with 8 or 16 lanes the eight
+     * vectors fold into one in registers ({@link VectorMath#merge1} and on) and are stored at once. For
+     * decode kernels past C2's node budget, which store their row totals into sc and call this once per
+     * 8 rows: it takes arrays, and it lives here, where the JVM flags keep it from being inlined, so it is
+     * always compiled with a budget of its own (inlined into such a kernel, its folds were left as calls
+     * and boxed their vectors). Eight rows, not sixteen: a sixteen-row tree is itself past that budget.
+     */
+    static void sum8(float[] out, int off, float[] sc) {
+        if (L != 16 && L != 8) {
+            for (int i = 0; i < 8; i++) {
+                out[off + i] = VectorMath.sumLanes(sc, i * L);
+            }
+            return;
+        }
+        FloatVector z = VectorMath.fold8(VectorMath.merge4(
+                VectorMath.merge2(VectorMath.merge1(VectorMath.row(sc, 0), VectorMath.row(sc, 1)),
+                        VectorMath.merge1(VectorMath.row(sc, 2), VectorMath.row(sc, 3))),
+                VectorMath.merge2(VectorMath.merge1(VectorMath.row(sc, 4), VectorMath.row(sc, 5)),
+                        VectorMath.merge1(VectorMath.row(sc, 6), VectorMath.row(sc, 7)))));
+        if (L == 8) {
+            z.intoArray(out, off);
+        } else {
+            z.intoArray(out, off, LOW8);
+        }
+    }
+
+    /**
      * Scores eight cached keys per pass (each q vector loaded once for eight FMAs) and folds the eight
      * accumulators into one vector of eight scores ({@link VectorMath#merge1} and on: the same sums, bit
      * for bit, as eight sumLanes, at a fifth of the operations; the per-key lane sums were most of the

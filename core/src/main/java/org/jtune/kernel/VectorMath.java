@@ -72,8 +72,8 @@ final class VectorMath {
      * so k rows folded level by level end up row i in lane i. A 16-lane sum is four shuffles and four
      * adds against about thirty-five operations and a store-to-load round trip for intoArray/sumLanes:
      * +10-15 % on a bf16 decode row of 576 columns, and attention scores eight keys in one tree.
-     * Used where the caller is small enough for C2 to inline them: the int8 and f16 decode kernels are
-     * past its node budget by their end, a fold left as a call boxes its vectors, and they keep sumLanes.
+     * Used where the caller is small enough for C2 to inline them (a fold left as a call boxes its
+     * vectors); the int8 row-pair kernel, past that budget, goes through {@link VectorKernels#sum8}.
      */
     private static VectorShuffle<Float> xorShuffle(int h) {
         return VectorShuffle.fromOp(VectorKernels.F, i -> h < L ? i ^ h : i);
@@ -142,6 +142,11 @@ final class VectorMath {
     /** Level-4 folds of x and y merged (lanes with bit 2 from y). */
     static FloatVector merge4(FloatVector x, FloatVector y) {
         return fold4(x).blend(fold4(y), M4);
+    }
+
+
+    static FloatVector row(float[] sc, int i) {
+        return FloatVector.fromArray(VectorKernels.F, sc, i * L);
     }
 
     static FloatVector exp(FloatVector x) {

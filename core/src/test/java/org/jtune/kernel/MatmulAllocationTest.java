@@ -30,6 +30,7 @@ class MatmulAllocationTest {
                 TestMatrices.matrix(rnd, DType.F16, 131, 515, true),
                 TestMatrices.i8Matrix(rnd, 131, 512, 32, true),
                 TestMatrices.i8Matrix(rnd, 131, 512, 32, true).withRowPairs(),
+                TestMatrices.i8Matrix(rnd, 131, 512, 512, true).withRowPairs(),   // per channel: the generic pair loop
                 TestMatrices.i8Matrix(rnd, 131, 512, 16, true),
                 TestMatrices.i8Matrix(rnd, 131, 520, 8, true),
             };

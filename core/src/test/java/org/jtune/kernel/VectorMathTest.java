@@ -57,8 +57,11 @@ class VectorMathTest {
                     VectorMath.merge2(VectorMath.merge1(v[0], v[1]), VectorMath.merge1(v[2], v[3])),
                     VectorMath.merge2(VectorMath.merge1(v[4], v[5]), VectorMath.merge1(v[6], v[7]))));
             z.intoArray(out, 0);
+            float[] sums = new float[9];
+            VectorKernels.sum8(sums, 1, sc);
             for (int k = 0; k < 8; k++) {
                 assertEquals(Float.floatToIntBits(VectorMath.sumLanes(sc, k * lanes)), Float.floatToIntBits(out[k]), "lane " + k);
+                assertEquals(Float.floatToIntBits(VectorMath.sumLanes(sc, k * lanes)), Float.floatToIntBits(sums[k + 1]), "sum8 " + k);
             }
         }
     }
