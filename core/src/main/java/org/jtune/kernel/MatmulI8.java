@@ -263,7 +263,6 @@ final class MatmulI8 {
             return;
         }
         int r = rFrom, pairEnd = Math.min(rTo, rows & ~1);
-        int done = 0, batchStart = r;   // row totals wait in sc, 8 rows at a time, for VectorKernels.sum8
         for (; r + 2 <= pairEnd; r += 2) {
             long base = (long) r * cols;
             int s0 = r * ng, s1 = s0 + ng;
@@ -298,18 +297,15 @@ final class MatmulI8 {
                 t0 = a.add(a2).fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
                 u0 = b.add(b2).fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
             }
-            t0.add(t1).intoArray(sc, done * L);
-            u0.add(u1).intoArray(sc, (done + 1) * L);
-            done += 2;
-            if (done == 8) {
-                VectorKernels.sum8(out, outOff + batchStart, sc);
-                done = 0;
-                batchStart = r + 2;
+            int waiting = (r - rFrom) & 7;   // rows whose totals already wait in sc for VectorKernels.sum8
+            t0.add(t1).intoArray(sc, waiting * L);
+            u0.add(u1).intoArray(sc, (waiting + 1) * L);
+            if (waiting == 6) {
+                VectorKernels.sum8(out, outOff + r - 6, sc);
             }
         }
-        for (int i = 0; i < done; i++) {
-            out[outOff + batchStart + i] = VectorMath.sumLanes(sc, i * L);
-        }
+        int waiting = (r - rFrom) & 7;
+        VectorMath.sumRows(out, outOff + r - waiting, sc, waiting);
         for (; r < rTo; r++) {   // an odd last row is stored plainly
             out[outOff + r] = rowDot(x, xOff, w, (long) r * cols, scales, r * ng, ng, group, sc);
         }
@@ -323,7 +319,6 @@ final class MatmulI8 {
     private static void pairDots32(float[] out, int outOff, float[] x, int xOff, MemorySegment w, float[] scales,
                                    int ng, int rows, int cols, int rFrom, int rTo, float[] sc) {
         int r = rFrom, pairEnd = Math.min(rTo, rows & ~1);
-        int done = 0, batchStart = r;   // row totals wait in sc, 8 rows at a time, for VectorKernels.sum8
         for (; r + 2 <= pairEnd; r += 2) {
             long base = (long) r * cols;
             int s0 = r * ng, s1 = s0 + ng;
@@ -402,18 +397,15 @@ final class MatmulI8 {
                 t0 = a.fma(FloatVector.broadcast(VectorKernels.F, scales[s0 + g]), t0);
                 u0 = b.fma(FloatVector.broadcast(VectorKernels.F, scales[s1 + g]), u0);
             }
-            t0.add(t1).intoArray(sc, done * L);
-            u0.add(u1).intoArray(sc, (done + 1) * L);
-            done += 2;
-            if (done == 8) {
-                VectorKernels.sum8(out, outOff + batchStart, sc);
-                done = 0;
-                batchStart = r + 2;
+            int waiting = (r - rFrom) & 7;   // rows whose totals already wait in sc for VectorKernels.sum8
+            t0.add(t1).intoArray(sc, waiting * L);
+            u0.add(u1).intoArray(sc, (waiting + 1) * L);
+            if (waiting == 6) {
+                VectorKernels.sum8(out, outOff + r - 6, sc);
             }
         }
-        for (int i = 0; i < done; i++) {
-            out[outOff + batchStart + i] = VectorMath.sumLanes(sc, i * L);
-        }
+        int waiting = (r - rFrom) & 7;
+        VectorMath.sumRows(out, outOff + r - waiting, sc, waiting);
         for (; r < rTo; r++) {   // an odd last row is stored plainly
             out[outOff + r] = rowDot(x, xOff, w, (long) r * cols, scales, r * ng, ng, 2 * L, sc);
         }

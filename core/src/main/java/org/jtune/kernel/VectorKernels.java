@@ -531,9 +531,7 @@ public final class VectorKernels implements Kernels {
      */
     static void sum8(float[] out, int off, float[] sc) {
         if (L != 16 && L != 8) {
-            for (int i = 0; i < 8; i++) {
-                out[off + i] = VectorMath.sumLanes(sc, i * L);
-            }
+            VectorMath.sumRows(out, off, sc, 8);
             return;
         }
         FloatVector z = VectorMath.fold8(VectorMath.merge4(

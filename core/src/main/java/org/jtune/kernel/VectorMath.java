@@ -45,6 +45,13 @@ final class VectorMath {
      * four dependent adds at 16 lanes instead of fifteen. A decode row of 576 columns is only 36
      * vectors, and the left-to-right chain's latency was a visible share of each row's time.
      */
+    /** {@code out[off + i] = sumLanes(sc, i * L)} for {@code i < n}. */
+    static void sumRows(float[] out, int off, float[] sc, int n) {
+        for (int i = 0; i < n; i++) {
+            out[off + i] = sumLanes(sc, i * L);
+        }
+    }
+
     static float sumLanes(float[] sc, int off) {
         if (L == 16) {
             float a = (sc[off] + sc[off + 1]) + (sc[off + 2] + sc[off + 3]);

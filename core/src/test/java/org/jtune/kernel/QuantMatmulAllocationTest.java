@@ -2,29 +2,13 @@ package org.jtune.kernel;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.lang.management.ManagementFactory;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 /** Decode (tokens = 1) with int4 weights and the W8A8 matmul allocates nothing on the caller: see {@link MatmulAllocationTest}. */
 class QuantMatmulAllocationTest {
-    interface Call {
-        void run();
-    }
-
-    static void assertNoAllocation(String what, Call call) {
-        com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-        for (int i = 0; i < 20_000; i++) {
-            call.run();
-        }
-        long best = Long.MAX_VALUE;
-        for (int attempt = 0; attempt < 5 && best > 1024; attempt++) {
-            long before = mx.getCurrentThreadAllocatedBytes();
-            for (int i = 0; i < 1000; i++) {
-                call.run();
-            }
-            best = Math.min(best, mx.getCurrentThreadAllocatedBytes() - before);
-        }
+    static void assertNoAllocation(String what, Runnable call) {
+        long best = MatmulAllocationTest.allocation(call);
         assertTrue(best <= 1024, what + ": 1000 decode calls allocated " + best + " bytes on the caller");
     }
 
