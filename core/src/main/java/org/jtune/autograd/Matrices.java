@@ -28,7 +28,7 @@ final class Matrices {
         MemorySegment dst = Arena.ofAuto().allocate((long) rows * cols * size, 64);
         for (int r = 0; r < rows; r++) {
             for (int c = 0; c < cols; c++) {
-                MemorySegment.copy(src, ((long) r * cols + c) * size, dst, ((long) c * rows + r) * size, size);
+                MemorySegment.copy(src, w.index(r, c) * size, dst, ((long) c * rows + r) * size, size);
             }
         }
         return new Matrix(dst, w.dtype(), cols, rows);

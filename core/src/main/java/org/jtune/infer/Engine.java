@@ -11,6 +11,7 @@ import org.jtune.config.GenerationConfig;
 import org.jtune.config.HfConfig;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.ModelRegistry;
+import org.jtune.model.WeightLoader;
 import org.jtune.tokenizer.Tokenizer;
 
 /**
@@ -45,9 +46,13 @@ public final class Engine implements AutoCloseable {
         return load(modelDir, null);
     }
 
-    /** Loads a model with a LoRA adapter (PEFT format) attached unmerged; {@code adapterDir} may be null. */
+    /**
+     * Loads a model with a LoRA adapter (PEFT format) attached unmerged; {@code adapterDir} may be null. The
+     * weights are copied into the layout decode reads fastest ({@link WeightLoader.Options#DECODE}), unless
+     * memory is short or {@code -Djtune.weights=mapped} asks to keep them memory-mapped.
+     */
     public static Engine load(Path modelDir, Path adapterDir) {
-        LanguageModel model = ModelRegistry.load(modelDir);
+        LanguageModel model = ModelRegistry.load(modelDir, WeightLoader.Options.DECODE);
         try {
             if (adapterDir != null) {
                 if (!(org.jtune.peft.Adapters.load(adapterDir) instanceof org.jtune.peft.LoraAdapter lora)) {

@@ -83,7 +83,7 @@ public final class BlasKernels implements Kernels {
     @Override
     public void matmul(float[] out, float[] x, Matrix w, int tokens) {
         int rows = w.rows(), cols = w.cols();
-        boolean f32 = w.dtype() == DType.F32 && f32Aligned(w.data());
+        boolean f32 = w.dtype() == DType.F32 && w.strip() == 0 && f32Aligned(w.data());   // strips: the Java kernel
         boolean take = everyProduct ? tokens > 0 && (f32 || w.dtype() != DType.F32) : f32 && tokens >= MIN_TOKENS;
         // sizes are checked here, not left to the Java kernel: native code would read or write past the arrays
         if (!take || rows == 0 || cols == 0 || (long) tokens * cols > x.length || (long) tokens * rows > out.length) {
@@ -142,7 +142,7 @@ public final class BlasKernels implements Kernels {
     @Override
     public void matmulBackwardInput(float[] dx, float[] dy, Matrix w, int tokens) {
         int rows = w.rows(), cols = w.cols();
-        if (tokens <= 0 || rows == 0 || cols == 0 || w.dtype() != DType.F32 || !f32Aligned(w.data())
+        if (tokens <= 0 || rows == 0 || cols == 0 || w.dtype() != DType.F32 || w.strip() != 0 || !f32Aligned(w.data())
                 || (long) tokens * cols > dx.length || (long) tokens * rows > dy.length) {
             java.matmulBackwardInput(dx, dy, w, tokens);
             return;

@@ -30,33 +30,45 @@ final class MatmulBF16 {
      * remaining tokens (all of them in decode) one row at a time, so that each thread reads its rows
      * as one sequential stream: interleaving four short rows (SmolLM2's are 1152 bytes) starts four
      * hardware-prefetch streams per tile and streamed at about 60 % of the bandwidth a single stream gets.
+     * A matrix in column strips ({@code strip > 0}, {@link Matrix#withStrips}) is one such pass per strip,
+     * each against its slice of x, adding into out from the second strip on.
      */
-    static void blocks(float[] out, float[] x, MemorySegment w, int rows, int cols, int tokens, int fromBlock, int toBlock) {
+    static void blocks(float[] out, float[] x, MemorySegment w, int rows, int cols, int strip, int tokens, int fromBlock,
+                       int toBlock) {
         float[] sc = VectorMath.scratch();
         int r0 = fromBlock * VectorKernels.RB, r1 = Math.min(rows, toBlock * VectorKernels.RB);
-        long rowBytes = (long) cols * ESZ;
+        int width = strip == 0 ? cols : strip;
         int tiled = tokens & ~3;
-        int rt = r0;
-        if (tiled > 0) {
-            for (; rt + 4 <= r1; rt += 4) {
-                for (int t = 0; t < tiled; t += 4) {
-                    tile4x4(out, x, w, rt * rowBytes, rowBytes, rt, rows, cols, t, sc);
+        for (int c0 = 0; c0 < cols; c0 += width) {
+            int sw = Math.min(width, cols - c0);
+            long base = (long) rows * c0 * ESZ;   // the strips before are full width
+            long rowBytes = (long) sw * ESZ;
+            boolean add = c0 > 0;
+            int rt = r0;
+            if (tiled > 0) {
+                for (; rt + 4 <= r1; rt += 4) {
+                    for (int t = 0; t < tiled; t += 4) {
+                        tile4x4(out, x, t * cols + c0, cols, w, base + rt * rowBytes, rowBytes, rt, rows, sw, t, add, sc);
+                    }
                 }
             }
-        }
-        for (int t = tiled; t < tokens && rt > r0; t++) {   // leftover tokens of the tiled rows
-            rowDots(out, t * rows, x, t * cols, w, rowBytes, r0, rt, cols, sc);
-        }
-        for (int t = 0; t < tokens; t++) {   // rows not tiled: every row in decode
-            rowDots(out, t * rows, x, t * cols, w, rowBytes, rt, r1, cols, sc);
+            for (int t = tiled; t < tokens && rt > r0; t++) {   // leftover tokens of the tiled rows
+                rowDots(out, t * rows, x, t * cols + c0, w, base, rowBytes, r0, rt, sw, add, sc);
+            }
+            for (int t = 0; t < tokens; t++) {   // rows not tiled: every row in decode
+                rowDots(out, t * rows, x, t * cols + c0, w, base, rowBytes, rt, r1, sw, add, sc);
+            }
         }
     }
 
-    /** Four rows (r..r+3) times four tokens (t..t+3): each widened weight vector feeds four FMAs. */
-    private static void tile4x4(float[] out, float[] x, MemorySegment w, long wOff, long rowBytes,
-                                int r, int rows, int cols, int t, float[] sc) {
+    /**
+     * Four rows (r..r+3) times four tokens (t..t+3) over {@code cols} columns, x rows {@code xStride} apart
+     * from {@code xOff}: each widened weight vector feeds four FMAs. {@code add}: add to out instead of setting it.
+     */
+    private static void tile4x4(float[] out, float[] x, int xOff, int xStride, MemorySegment w, long wOff, long rowBytes,
+                                int r, int rows, int cols, int t, boolean add, float[] sc) {
         long w0 = wOff, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
-        int x0 = t * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
+        int x0 = xOff, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
         FloatVector a00 = FloatVector.zero(VectorKernels.F), a01 = a00, a02 = a00, a03 = a00;
         FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
         FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
@@ -128,21 +140,29 @@ final class MatmulBF16 {
             s30 += q3 * v0; s31 += q3 * v1; s32 += q3 * v2; s33 += q3 * v3;
         }
         int o0 = t * rows + r, o1 = o0 + rows, o2 = o1 + rows, o3 = o2 + rows;
-        out[o0] = s00; out[o0 + 1] = s10; out[o0 + 2] = s20; out[o0 + 3] = s30;
-        out[o1] = s01; out[o1 + 1] = s11; out[o1 + 2] = s21; out[o1 + 3] = s31;
-        out[o2] = s02; out[o2 + 1] = s12; out[o2 + 2] = s22; out[o2 + 3] = s32;
-        out[o3] = s03; out[o3 + 1] = s13; out[o3 + 2] = s23; out[o3 + 3] = s33;
+        if (add) {
+            out[o0] += s00; out[o0 + 1] += s10; out[o0 + 2] += s20; out[o0 + 3] += s30;
+            out[o1] += s01; out[o1 + 1] += s11; out[o1 + 2] += s21; out[o1 + 3] += s31;
+            out[o2] += s02; out[o2 + 1] += s12; out[o2 + 2] += s22; out[o2 + 3] += s32;
+            out[o3] += s03; out[o3 + 1] += s13; out[o3 + 2] += s23; out[o3 + 3] += s33;
+        } else {
+            out[o0] = s00; out[o0 + 1] = s10; out[o0 + 2] = s20; out[o0 + 3] = s30;
+            out[o1] = s01; out[o1 + 1] = s11; out[o1 + 2] = s21; out[o1 + 3] = s31;
+            out[o2] = s02; out[o2 + 1] = s12; out[o2 + 2] = s22; out[o2 + 3] = s32;
+            out[o3] = s03; out[o3 + 1] = s13; out[o3 + 2] = s23; out[o3 + 3] = s33;
+        }
     }
 
     /**
-     * Rows {@code [rFrom, rTo)} against one x row (the decode kernel), one row after the other, four
-     * accumulators over consecutive vectors. The row loop is inside: a call per row (the body is too
-     * large for C2 to inline) cost about a third of the time of a 576-column row.
+     * Rows {@code [rFrom, rTo)} of {@code cols} columns, {@code rowBytes} apart from {@code base}, against one x
+     * row (the decode kernel), one row after the other, four accumulators over consecutive vectors; {@code add}:
+     * add to out instead of setting it. The row loop is inside: a call per row (the body is too large for C2 to
+     * inline) cost about a third of the time of a 576-column row.
      */
-    private static void rowDots(float[] out, int outOff, float[] x, int xOff, MemorySegment w, long rowBytes, int rFrom,
-                                int rTo, int cols, float[] sc) {
+    private static void rowDots(float[] out, int outOff, float[] x, int xOff, MemorySegment w, long base, long rowBytes,
+                                int rFrom, int rTo, int cols, boolean add, float[] sc) {
         for (int r = rFrom; r < rTo; r++) {
-            long wOff = r * rowBytes;
+            long wOff = base + r * rowBytes;
             FloatVector a0 = FloatVector.zero(VectorKernels.F), a1 = a0, a2 = a0, a3 = a0;
             int c = 0;
             int bound4 = cols - 4 * L + 1;
@@ -166,21 +186,26 @@ final class MatmulBF16 {
             for (; c < cols; c++) {
                 s += at(w, wOff + (long) c * ESZ) * x[xOff + c];
             }
-            out[outOff + r] = s;
+            out[outOff + r] = add ? out[outOff + r] + s : s;
         }
     }
 
-    /** Row {@code row} widened to f32 into {@code out[outOff..]}. */
-    static void gather(float[] out, int outOff, MemorySegment w, int row, int cols) {
-        long base = (long) row * cols * ESZ;
-        int bound = VectorKernels.F.loopBound(cols);
-        int c = 0;
-        for (; c < bound; c += L) {
-            FloatVector wv10 = ((IntVector) ShortVector.fromMemorySegment(VectorKernels.S, w, base + (long) c * ESZ, LE).convertShape(VectorOperators.S2I, VectorKernels.I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-            wv10.intoArray(out, outOff + c);
-        }
-        for (; c < cols; c++) {
-            out[outOff + c] = at(w, base + (long) c * ESZ);
+    /** Row {@code row} widened to f32 into {@code out[outOff..]}, one piece per column strip ({@code strip > 0}). */
+    static void gather(float[] out, int outOff, MemorySegment w, int rows, int row, int cols, int strip) {
+        int width = strip == 0 ? cols : strip;
+        for (int c0 = 0; c0 < cols; c0 += width) {
+            int sw = Math.min(width, cols - c0);
+            long base = ((long) rows * c0 + (long) row * sw) * ESZ;
+            int o = outOff + c0;
+            int bound = VectorKernels.F.loopBound(sw);
+            int c = 0;
+            for (; c < bound; c += L) {
+                FloatVector wv10 = ((IntVector) ShortVector.fromMemorySegment(VectorKernels.S, w, base + (long) c * ESZ, LE).convertShape(VectorOperators.S2I, VectorKernels.I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+                wv10.intoArray(out, o + c);
+            }
+            for (; c < sw; c++) {
+                out[o + c] = at(w, base + (long) c * ESZ);
+            }
         }
     }
 }

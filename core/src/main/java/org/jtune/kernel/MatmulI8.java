@@ -39,14 +39,22 @@ final class MatmulI8 {
 
     /** Row blocks {@code [fromBlock, toBlock)}: full RB x TB tiles, then leftover tokens, then leftover rows. */
     static void blocks(float[] out, float[] x, MemorySegment w, float[] scales, int group, int rows, int cols,
-                       int tokens, int fromBlock, int toBlock, boolean pairs) {
+                       int strip, int tokens, int fromBlock, int toBlock, boolean pairs) {
         int r0 = fromBlock * VectorKernels.RB, r1 = Math.min(rows, toBlock * VectorKernels.RB);
         int ng = cols / group;
         long rowBytes = cols;
         if (pairs) {   // Matrix.rowPairs (decode and short chunks; prefill from PACK_MIN_TOKENS goes through gather)
             float[] sc = VectorMath.scratch();
-            for (int t = 0; t < tokens; t++) {
-                pairDots(out, t * rows, x, t * cols, w, scales, ng, group, rows, cols, r0, r1, sc);
+            int width = strip == 0 ? cols : strip;
+            for (int c0 = 0; c0 < cols; c0 += width) {   // column strips (Matrix#withStrips): one pass each, summed
+                int sw = Math.min(width, cols - c0), gw = Math.min(group, sw);
+                // scales: row-major, or strip by strip when groups are narrower than the matrix (Matrix#scaleOffset)
+                int sStride = strip == 0 || group == cols ? ng : sw / group;
+                int sBase = strip == 0 || group == cols ? c0 / group : rows * (c0 / group);
+                for (int t = 0; t < tokens; t++) {
+                    pairDots(out, t * rows, x, t * cols + c0, w, (long) rows * c0, scales, sStride, sBase, sw / gw, gw,
+                            rows, sw, r0, r1, c0 > 0, sc);
+                }
             }
             return;
         }
@@ -256,16 +264,17 @@ final class MatmulI8 {
      * are those of {@link #rowDot} (group sum, times scale, into a total), so a row gives the same
      * result in either layout up to the order of the totals.
      */
-    private static void pairDots(float[] out, int outOff, float[] x, int xOff, MemorySegment w, float[] scales, int ng,
-                                 int group, int rows, int cols, int rFrom, int rTo, float[] sc) {
+    private static void pairDots(float[] out, int outOff, float[] x, int xOff, MemorySegment w, long wBase, float[] scales,
+                                 int sStride, int g0, int ng, int group, int rows, int cols, int rFrom, int rTo,
+                                 boolean add, float[] sc) {
         if (group == 2 * L && group == Matrix.PAIR_BLOCK) {
-            pairDots32(out, outOff, x, xOff, w, scales, ng, rows, cols, rFrom, rTo, sc);
+            pairDots32(out, outOff, x, xOff, w, wBase, scales, sStride, g0, ng, rows, cols, rFrom, rTo, add, sc);
             return;
         }
         int r = rFrom, pairEnd = Math.min(rTo, rows & ~1);
         for (; r + 2 <= pairEnd; r += 2) {
-            long base = (long) r * cols;
-            int s0 = r * ng, s1 = s0 + ng;
+            long base = wBase + (long) r * cols;
+            int s0 = r * sStride + g0, s1 = s0 + sStride;
             FloatVector t0 = FloatVector.zero(VectorKernels.F), t1 = t0, u0 = t0, u1 = t0;
             int g = 0;
             for (; g < ng; g++) {   // larger groups and per channel: the group's blocks in order
@@ -301,13 +310,14 @@ final class MatmulI8 {
             t0.add(t1).intoArray(sc, waiting * L);
             u0.add(u1).intoArray(sc, (waiting + 1) * L);
             if (waiting == 6) {
-                VectorKernels.sum8(out, outOff + r - 6, sc);
+                VectorKernels.sum8(out, outOff + r - 6, sc, add);
             }
         }
         int waiting = (r - rFrom) & 7;
-        VectorMath.sumRows(out, outOff + r - waiting, sc, waiting);
+        VectorMath.sumRows(out, outOff + r - waiting, sc, waiting, add);
         for (; r < rTo; r++) {   // an odd last row is stored plainly
-            out[outOff + r] = rowDot(x, xOff, w, (long) r * cols, scales, r * ng, ng, group, sc);
+            float v = rowDot(x, xOff, w, wBase + (long) r * cols, scales, r * sStride + g0, ng, group, sc);
+            out[outOff + r] = add ? out[outOff + r] + v : v;
         }
     }
 
@@ -316,12 +326,13 @@ final class MatmulI8 {
      * iteration (eight chains), then one at a time; the row totals' lane sums eight rows at a time
      * ({@link VectorKernels#sum8}).
      */
-    private static void pairDots32(float[] out, int outOff, float[] x, int xOff, MemorySegment w, float[] scales,
-                                   int ng, int rows, int cols, int rFrom, int rTo, float[] sc) {
+    private static void pairDots32(float[] out, int outOff, float[] x, int xOff, MemorySegment w, long wBase,
+                                   float[] scales, int sStride, int g0, int ng, int rows, int cols, int rFrom, int rTo,
+                                   boolean add, float[] sc) {
         int r = rFrom, pairEnd = Math.min(rTo, rows & ~1);
         for (; r + 2 <= pairEnd; r += 2) {
-            long base = (long) r * cols;
-            int s0 = r * ng, s1 = s0 + ng;
+            long base = wBase + (long) r * cols;
+            int s0 = r * sStride + g0, s1 = s0 + sStride;
             FloatVector t0 = FloatVector.zero(VectorKernels.F), t1 = t0, u0 = t0, u1 = t0;
             int g = 0;
             FloatVector t2 = t0, t3 = t0, u2 = t0, u3 = t0;
@@ -401,13 +412,14 @@ final class MatmulI8 {
             t0.add(t1).intoArray(sc, waiting * L);
             u0.add(u1).intoArray(sc, (waiting + 1) * L);
             if (waiting == 6) {
-                VectorKernels.sum8(out, outOff + r - 6, sc);
+                VectorKernels.sum8(out, outOff + r - 6, sc, add);
             }
         }
         int waiting = (r - rFrom) & 7;
-        VectorMath.sumRows(out, outOff + r - waiting, sc, waiting);
+        VectorMath.sumRows(out, outOff + r - waiting, sc, waiting, add);
         for (; r < rTo; r++) {   // an odd last row is stored plainly
-            out[outOff + r] = rowDot(x, xOff, w, (long) r * cols, scales, r * ng, ng, 2 * L, sc);
+            float v = rowDot(x, xOff, w, wBase + (long) r * cols, scales, r * sStride + g0, ng, 2 * L, sc);
+            out[outOff + r] = add ? out[outOff + r] + v : v;
         }
     }
 
@@ -440,24 +452,33 @@ final class MatmulI8 {
     }
 
     /** Row {@code row} dequantized into {@code out[outOff..]}: q * scale, rounded once, as {@link Matrix#get}. */
-    static void gather(float[] out, int outOff, MemorySegment w, float[] scales, int group, int row, int cols,
-                       boolean pairs) {
-        int ng = cols / group;
-        boolean paired = pairs && row < (scales.length / ng & ~1);   // rows = scales.length / ng; an odd last row is plain
-        int run = paired ? Matrix.PAIR_BLOCK : group;   // bytes of the row that lie together, all in one group
-        for (int c0 = 0; c0 < cols; c0 += run) {
-            long src = (paired ? Matrix.pairOffset(row, c0, cols) : (long) row * cols + c0) - c0;   // + c: element c
-            float sc = scales[row * ng + c0 / group];
-            int c = c0, end = c0 + run;
-            if (run >= L) {
-                FloatVector s = FloatVector.broadcast(VectorKernels.F, sc);
-                for (; c + L <= end; c += L) {
-                    FloatVector wv49 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
-                    wv49.mul(s).intoArray(out, outOff + c);
+    static void gather(float[] out, int outOff, MemorySegment w, float[] scales, int group, int rows, int row, int cols,
+                       int strip, boolean pairs) {
+        boolean paired = pairs && row < (rows & ~1);   // an odd last row is plain
+        int width = strip == 0 ? cols : strip;
+        for (int s0 = 0; s0 < cols; s0 += width) {   // column strips (Matrix#withStrips), each a matrix of its own
+            int sw = Math.min(width, cols - s0);
+            long base = (long) rows * s0 + (paired ? (long) (row & ~1) * sw + (row & 1) * Matrix.PAIR_BLOCK : (long) row * sw);
+            // scales as Matrix.scaleOffset lays them: row-major, or strip by strip when groups are narrower than the matrix
+            boolean stripScales = strip != 0 && group != cols;
+            int sBase = stripScales ? rows * (s0 / group) + row * (sw / group) : row * (cols / group) + s0 / group;
+            // bytes of the row that lie together, all in one group: a pair block, or a group (a strip's piece of a
+            // per-channel row)
+            int run = paired ? Matrix.PAIR_BLOCK : Math.min(group, sw);
+            for (int c0 = s0; c0 < s0 + sw; c0 += run) {
+                long src = base + (long) (c0 - s0) * (paired ? 2 : 1) - c0;   // + c: element c
+                float sc = scales[sBase + (c0 - s0) / group];
+                int c = c0, end = c0 + run;
+                if (run >= L) {
+                    FloatVector s = FloatVector.broadcast(VectorKernels.F, sc);
+                    for (; c + L <= end; c += L) {
+                        FloatVector wv49 = (FloatVector) (VectorKernels.I8_NARROW ? ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE, VectorKernels.BM) : ByteVector.fromMemorySegment(VectorKernels.B, w, src + c, LE)).convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0);
+                        wv49.mul(s).intoArray(out, outOff + c);
+                    }
                 }
-            }
-            for (; c < end; c++) {
-                out[outOff + c] = q(w, src + c) * sc;
+                for (; c < end; c++) {
+                    out[outOff + c] = q(w, src + c) * sc;
+                }
             }
         }
     }

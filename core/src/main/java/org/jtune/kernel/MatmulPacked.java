@@ -56,7 +56,7 @@ final class MatmulPacked {
 
     /** Output rows panels {@code [fromPanel, toPanel)} (MR rows each) for all tokens. */
     static void panels(float[] out, float[] xp, MemorySegment w, int dt, float[] scales, int group, int rows,
-                       int cols, int tokens, int fromPanel, int toPanel) {
+                       int cols, int strip, int tokens, int fromPanel, int toPanel) {
         float[][] holder = PANEL.get();
         float[] pan = holder[0];
         if (pan.length < MR * cols) {
@@ -70,7 +70,7 @@ final class MatmulPacked {
             for (int i = 0; i < MR; i++) {
                 int off = i * cols;
                 if (i < nr) {
-                    gather(pan, off, w, dt, scales, group, r + i, cols);
+                    gather(pan, off, w, dt, scales, group, rows, r + i, cols, strip);
                 } else {
                     java.util.Arrays.fill(pan, off, off + cols, 0f);
                 }
@@ -82,13 +82,13 @@ final class MatmulPacked {
         }
     }
 
-    private static void gather(float[] pan, int off, MemorySegment w, int dt, float[] scales, int group, int row,
-                               int cols) {
+    private static void gather(float[] pan, int off, MemorySegment w, int dt, float[] scales, int group, int rows,
+                               int row, int cols, int strip) {
         switch (dt) {
-            case VectorKernels.DT_F32 -> MatmulF32.gather(pan, off, w, row, cols);
-            case VectorKernels.DT_BF16 -> MatmulBF16.gather(pan, off, w, row, cols);
-            case VectorKernels.DT_F16 -> MatmulF16.gather(pan, off, w, row, cols);
-            default -> MatmulI8.gather(pan, off, w, scales, group, row, cols, dt == VectorKernels.DT_I8_PAIRS);
+            case VectorKernels.DT_F32 -> MatmulF32.gather(pan, off, w, rows, row, cols, strip);
+            case VectorKernels.DT_BF16 -> MatmulBF16.gather(pan, off, w, rows, row, cols, strip);
+            case VectorKernels.DT_F16 -> MatmulF16.gather(pan, off, w, rows, row, cols, strip);
+            default -> MatmulI8.gather(pan, off, w, scales, group, rows, row, cols, strip, dt == VectorKernels.DT_I8_PAIRS);
         }
     }
 

@@ -111,15 +111,15 @@ public final class VectorKernels implements Kernels {
         }
         int blocks = (rows + RB - 1) / RB;
         if ((long) rows * cols * tokens < PARALLEL_MIN_MACS || pool.threads() == 1) {
-            matmulBlocks(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, tokens, 0, blocks);
+            matmulBlocks(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, w.strip(), tokens, 0, blocks);
             return;
         }
         synchronized (task) { // the task's fields are per call; the pool runs one job at a time anyway
-            task.set(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, tokens);
+            task.set(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, w.strip(), tokens);
             try {
                 pool.run(blocks, task);
             } finally {
-                task.set(null, null, null, 0, null, 0, 0, 0, 0);
+                task.set(null, null, null, 0, null, 0, 0, 0, 0, 0);
             }
         }
     }
@@ -194,8 +194,8 @@ public final class VectorKernels implements Kernels {
                 int lo = Math.max(from, start[i]), hi = Math.min(to, start[i + 1]);
                 if (lo < hi) {
                     Matrix w = ws[i];
-                    matmulBlocks(outs[i], x, w.data(), dts[i], w.scales(), w.groupSize(), w.rows(), w.cols(), tokens,
-                            lo - start[i], hi - start[i]);
+                    matmulBlocks(outs[i], x, w.data(), dts[i], w.scales(), w.groupSize(), w.rows(), w.cols(), w.strip(),
+                            tokens, lo - start[i], hi - start[i]);
                 }
             }
         }
@@ -212,7 +212,7 @@ public final class VectorKernels implements Kernels {
                 packed = new float[need];
             }
             float[] xp = packed;
-            task.set(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, tokens);
+            task.set(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, w.strip(), tokens);
             task.xp = xp;
             try {
                 boolean parallel = pool.threads() > 1 && (long) rows * cols * tokens >= PARALLEL_MIN_MACS;
@@ -231,7 +231,7 @@ public final class VectorKernels implements Kernels {
             } finally {
                 task.mode = MODE_BLOCKS;
                 task.xp = null;
-                task.set(null, null, null, 0, null, 0, 0, 0, 0);
+                task.set(null, null, null, 0, null, 0, 0, 0, 0, 0);
             }
         }
     }
@@ -251,10 +251,10 @@ public final class VectorKernels implements Kernels {
         private float[] out, x;
         private MemorySegment w;
         private float[] scales; // I8 only: (rows, cols / group)
-        private int dt, group, rows, cols, tokens;
+        private int dt, group, rows, cols, strip, tokens;
 
         void set(float[] out, float[] x, MemorySegment w, int dt, float[] scales, int group, int rows, int cols,
-                 int tokens) {
+                 int strip, int tokens) {
             this.out = out;
             this.x = x;
             this.w = w;
@@ -263,6 +263,7 @@ public final class VectorKernels implements Kernels {
             this.group = group;
             this.rows = rows;
             this.cols = cols;
+            this.strip = strip;
             this.tokens = tokens;
         }
 
@@ -273,21 +274,21 @@ public final class VectorKernels implements Kernels {
         public void run(int from, int to) {
             switch (mode) {
                 case MODE_PACK -> MatmulPacked.packX(xp, x, tokens, cols, from, to);
-                case MODE_PANELS -> MatmulPacked.panels(out, xp, w, dt, scales, group, rows, cols, tokens, from, to);
-                default -> matmulBlocks(out, x, w, dt, scales, group, rows, cols, tokens, from, to);
+                case MODE_PANELS -> MatmulPacked.panels(out, xp, w, dt, scales, group, rows, cols, strip, tokens, from, to);
+                default -> matmulBlocks(out, x, w, dt, scales, group, rows, cols, strip, tokens, from, to);
             }
         }
     }
 
     /** Row blocks {@code [fromBlock, toBlock)} of the matmul, in the dtype's own kernel class. */
     static void matmulBlocks(float[] out, float[] x, MemorySegment w, int dt, float[] scales, int group, int rows,
-                             int cols, int tokens, int fromBlock, int toBlock) {
+                             int cols, int strip, int tokens, int fromBlock, int toBlock) {
         switch (dt) {
-            case DT_I8, DT_I8_PAIRS -> MatmulI8.blocks(out, x, w, scales, group, rows, cols, tokens, fromBlock, toBlock,
-                    dt == DT_I8_PAIRS);
-            case DT_F32 -> MatmulF32.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
-            case DT_BF16 -> MatmulBF16.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
-            default -> MatmulF16.blocks(out, x, w, rows, cols, tokens, fromBlock, toBlock);
+            case DT_I8, DT_I8_PAIRS -> MatmulI8.blocks(out, x, w, scales, group, rows, cols, strip, tokens, fromBlock,
+                    toBlock, dt == DT_I8_PAIRS);
+            case DT_F32 -> MatmulF32.blocks(out, x, w, rows, cols, strip, tokens, fromBlock, toBlock);
+            case DT_BF16 -> MatmulBF16.blocks(out, x, w, rows, cols, strip, tokens, fromBlock, toBlock);
+            default -> MatmulF16.blocks(out, x, w, rows, cols, strip, tokens, fromBlock, toBlock);
         }
     }
 
@@ -316,10 +317,11 @@ public final class VectorKernels implements Kernels {
                     + " cols into out[" + outOff + "..] of length " + out.length);
         }
         switch (m.dtype()) {
-            case F32 -> MatmulF32.gather(out, outOff, m.data(), row, cols);
-            case BF16 -> MatmulBF16.gather(out, outOff, m.data(), row, cols);
-            case F16 -> MatmulF16.gather(out, outOff, m.data(), row, cols);
-            case I8 -> MatmulI8.gather(out, outOff, m.data(), m.scales(), m.groupSize(), row, cols, m.rowPairs());
+            case F32 -> MatmulF32.gather(out, outOff, m.data(), m.rows(), row, cols, m.strip());
+            case BF16 -> MatmulBF16.gather(out, outOff, m.data(), m.rows(), row, cols, m.strip());
+            case F16 -> MatmulF16.gather(out, outOff, m.data(), m.rows(), row, cols, m.strip());
+            case I8 -> MatmulI8.gather(out, outOff, m.data(), m.scales(), m.groupSize(), m.rows(), row, cols, m.strip(),
+                    m.rowPairs());
             case U8 -> MatmulI4.gather(out, outOff, m.data(), m.scales(), m.zeros(), m.groupSize(), row, cols);
             default -> throw new IllegalArgumentException("unsupported weight dtype " + m.dtype());
         }
@@ -528,10 +530,11 @@ public final class VectorKernels implements Kernels {
      * 8 rows: it takes arrays, and it lives here, where the JVM flags keep it from being inlined, so it is
      * always compiled with a budget of its own (inlined into such a kernel, its folds were left as calls
      * and boxed their vectors). Eight rows, not sixteen: a sixteen-row tree is itself past that budget.
+     * With {@code add} the sums are added to out (the second and later column strips of a matrix).
      */
-    static void sum8(float[] out, int off, float[] sc) {
+    static void sum8(float[] out, int off, float[] sc, boolean add) {
         if (L != 16 && L != 8) {
-            VectorMath.sumRows(out, off, sc, 8);
+            VectorMath.sumRows(out, off, sc, 8, add);
             return;
         }
         FloatVector z = VectorMath.fold8(VectorMath.merge4(
@@ -540,9 +543,9 @@ public final class VectorKernels implements Kernels {
                 VectorMath.merge2(VectorMath.merge1(VectorMath.row(sc, 4), VectorMath.row(sc, 5)),
                         VectorMath.merge1(VectorMath.row(sc, 6), VectorMath.row(sc, 7)))));
         if (L == 8) {
-            z.intoArray(out, off);
+            (add ? z.add(FloatVector.fromArray(F, out, off)) : z).intoArray(out, off);
         } else {
-            z.intoArray(out, off, LOW8);
+            (add ? z.add(FloatVector.fromArray(F, out, off, LOW8)) : z).intoArray(out, off, LOW8);
         }
     }
 

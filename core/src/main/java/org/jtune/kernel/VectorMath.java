@@ -40,18 +40,19 @@ final class VectorMath {
         return SCRATCH.get();
     }
 
+    /** {@code out[off + i] = sumLanes(sc, i * L)} for {@code i < n}; with {@code add}, added to out instead. */
+    static void sumRows(float[] out, int off, float[] sc, int n, boolean add) {
+        for (int i = 0; i < n; i++) {
+            float s = sumLanes(sc, i * L);
+            out[off + i] = add ? out[off + i] + s : s;
+        }
+    }
+
     /**
      * The L lanes at {@code sc[off..]} summed as a balanced tree in a fixed order (((0+1)+(2+3))+...):
      * four dependent adds at 16 lanes instead of fifteen. A decode row of 576 columns is only 36
      * vectors, and the left-to-right chain's latency was a visible share of each row's time.
      */
-    /** {@code out[off + i] = sumLanes(sc, i * L)} for {@code i < n}. */
-    static void sumRows(float[] out, int off, float[] sc, int n) {
-        for (int i = 0; i < n; i++) {
-            out[off + i] = sumLanes(sc, i * L);
-        }
-    }
-
     static float sumLanes(float[] sc, int off) {
         if (L == 16) {
             float a = (sc[off] + sc[off + 1]) + (sc[off + 2] + sc[off + 3]);

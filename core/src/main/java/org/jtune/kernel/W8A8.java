@@ -52,6 +52,10 @@ public final class W8A8 {
                     + "(group size == cols); got " + w.dtype() + " " + rows + "x" + cols + " with group size " + w.groupSize()
                     + "; quantize with group size 0 (per channel)");
         }
+        if (w.rowPairs() || w.strip() != 0) {
+            throw new IllegalArgumentException("W8A8 matmul reads its I8 matrix row-major; got " + rows + "x" + cols
+                    + (w.rowPairs() ? " row pairs" : "") + (w.strip() != 0 ? " in strips of " + w.strip() : ""));
+        }
         if (cols > MAX_COLS) {
             throw new IllegalArgumentException("W8A8 matmul supports up to " + MAX_COLS + " input features (int32 "
                     + "accumulation would overflow beyond), got " + cols);

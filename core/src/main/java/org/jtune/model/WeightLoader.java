@@ -2,6 +2,7 @@ package org.jtune.model;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -34,14 +35,25 @@ public final class WeightLoader {
 
     /**
      * How to load: {@code trainable} gives every weight matrix an f32 master copy on the heap (full
-     * fine-tuning); {@code activations} comes from a W8A8 model's quantization_config.
+     * fine-tuning); {@code activations} comes from a W8A8 model's quantization_config; {@code decodeStrip > 0}
+     * copies the matrices more than twice that wide into column strips of that many columns
+     * ({@link Matrix#withStrips}, {@link Matrix#DECODE_STRIP}), the layout single-token decode streams fastest:
+     * for inference sessions ({@link #DECODE}), not for code that rewrites weights (quantize, merge), which
+     * gets them as stored ({@link #INFERENCE}).
      */
-    public record Options(boolean trainable, ActivationQuant activations) {
-        public static final Options INFERENCE = new Options(false, ActivationQuant.NONE);
-        public static final Options TRAINABLE = new Options(true, ActivationQuant.NONE);
+    public record Options(boolean trainable, ActivationQuant activations, int decodeStrip) {
+        public static final Options INFERENCE = new Options(false, ActivationQuant.NONE, 0);
+        public static final Options DECODE = new Options(false, ActivationQuant.NONE, Matrix.DECODE_STRIP);
+        public static final Options TRAINABLE = new Options(true, ActivationQuant.NONE, 0);
+
+        public Options {
+            if (trainable && decodeStrip != 0) {
+                throw new IllegalArgumentException("trainable weights are f32 masters on the heap; they take no strips");
+            }
+        }
 
         public Options withActivations(ActivationQuant a) {
-            return new Options(trainable, a);
+            return new Options(trainable, a, decodeStrip);
         }
     }
 
@@ -99,7 +111,7 @@ public final class WeightLoader {
             return m;
         }
         TensorInfo info = checked(name, new long[] {rows, cols});
-        Matrix m = trainableCopy(withScales(name, info, files.data(name), rows, cols, false));
+        Matrix m = decodeLayout(trainableCopy(withScales(name, info, files.data(name), rows, cols, false)));
         loaded.add(new Loaded(name, m, false));
         return m;
     }
@@ -125,9 +137,38 @@ public final class WeightLoader {
                 MemorySegment.copy(src, ((long) c * rows + r) * size, dst, ((long) r * cols + c) * size, size);
             }
         }
-        Matrix m = trainableCopy(withScales(name, info, dst, rows, cols, true));
+        Matrix m = decodeLayout(trainableCopy(withScales(name, info, dst, rows, cols, true)));
         loaded.add(new Loaded(name, m, true));
         return m;
+    }
+
+    /**
+     * With {@link Options#decodeStrip}: the matrix copied into the weights' decode memory (anonymous, on huge
+     * pages: {@link WeightFiles#decodeCopies}), int8 as row pairs (a transposed copy or an older file is
+     * row-major; not a W8A8 model's int8, which its kernel reads row-major), and in column strips when more
+     * than twice the strip wide. The mapped source pages are dropped from this process afterwards, so the
+     * weights count once in its resident set. Without the memory for a copy, the matrix stays as stored.
+     */
+    private Matrix decodeLayout(Matrix m) {
+        int strip = options.decodeStrip();
+        SegmentAllocator into = strip == 0 ? null : files.decodeCopies();
+        if (into == null) {
+            return m;
+        }
+        boolean w8a8 = m.dtype() == DType.I8 && options.activations() != ActivationQuant.NONE;
+        boolean wide = m.cols() > 2 * strip && !w8a8;
+        // the decode memory holds one copy per tensor: pairs on the way to strips are a temporary
+        Matrix d = w8a8 ? m : m.withRowPairs(wide ? Arena.ofAuto() : into);
+        if (wide) {
+            d = d.withStrips(strip, into);
+        }
+        if (d == m || (wide && d.strip() == 0)) {
+            d = d.copyTo(into);
+        }
+        if (m.data().isMapped()) {
+            m.data().unload();
+        }
+        return d;
     }
 
     /** With {@link Options#trainable}, an f32 master copy on the heap that training updates in place. */
@@ -155,7 +196,7 @@ public final class WeightLoader {
         // `jtune quantize` stores int8 as row pairs (Matrix.withRowPairs); a transposed copy is row-major
         boolean pairs = !transposedCopy && rows >= 2 && Matrix.rowPairsFit(cols, group)
                 && I8_ROW_PAIRS.equals(files.file(name).metadata().get(I8_LAYOUT_KEY));
-        return new Matrix(data, DType.I8, rows, cols, files.readFloats(scaleName), group, null, pairs);
+        return new Matrix(data, DType.I8, rows, cols, files.readFloats(scaleName), group, null, pairs, 0);
     }
 
     /**

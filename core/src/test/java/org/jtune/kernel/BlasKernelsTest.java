@@ -103,6 +103,33 @@ class BlasKernelsTest {
         }
     }
 
+    /** Column strips (Matrix#withStrips): f32 ones stay on the Java kernels, bf16 ones are widened row by row like any other. */
+    @Test
+    void matricesInColumnStripsGiveTheSameProducts() {
+        BlasKernels k = everyProduct();
+        Random rnd = new Random(44);
+        Matrix[] ws = {alignedF32(rnd, 67, 257, false).withStrips(128), TestMatrices.matrix(rnd, DType.BF16, 67, 257, true).withStrips(64)};
+        for (Matrix w : ws) {
+            for (int tokens : new int[] {1, BlasKernels.MIN_TOKENS, 40}) {
+                check(k, w, tokens, rnd, "strips " + w.dtype());
+            }
+            float[] dy = TestMatrices.randomFloats(rnd, 5 * w.rows());
+            float[] e = new float[5 * w.cols()], a = new float[5 * w.cols()];
+            REF.matmulBackwardInput(e, dy, w, 5);
+            k.matmulBackwardInput(a, dy, w, 5);
+            for (int t = 0; t < 5; t++) {
+                for (int c = 0; c < w.cols(); c++) {
+                    double scale = 0;
+                    for (int r = 0; r < w.rows(); r++) {
+                        scale += Math.abs((double) dy[t * w.rows() + r] * w.get(r, c));
+                    }
+                    int i = t * w.cols() + c;
+                    assertClose(e[i], a[i], w.rows(), scale, "strips " + w.dtype() + " backward input " + i);
+                }
+            }
+        }
+    }
+
     /** The policy instance: f32 products from MIN_TOKENS tokens on go native, the rest to Java; all must agree. */
     @Test
     void policyRoutedMatmulMatchesScalarAcrossTheTokenThreshold() {

@@ -28,14 +28,18 @@ class MatmulAllocationTest {
                 TestMatrices.matrix(rnd, DType.BF16, 131, 515, true),
                 TestMatrices.matrix(rnd, DType.F32, 131, 515, true),
                 TestMatrices.matrix(rnd, DType.F16, 131, 515, true),
+                TestMatrices.matrix(rnd, DType.BF16, 131, 515, true).withStrips(128),   // column strips, a short last one
                 TestMatrices.i8Matrix(rnd, 131, 512, 32, true),
                 TestMatrices.i8Matrix(rnd, 131, 512, 32, true).withRowPairs(),
                 TestMatrices.i8Matrix(rnd, 131, 512, 512, true).withRowPairs(),   // per channel: the generic pair loop
+                TestMatrices.i8Matrix(rnd, 131, 512, 32, true).withRowPairs().withStrips(192),
+                TestMatrices.i8Matrix(rnd, 131, 512, 512, true).withRowPairs().withStrips(192),
                 TestMatrices.i8Matrix(rnd, 131, 512, 16, true),
                 TestMatrices.i8Matrix(rnd, 131, 520, 8, true),
             };
             for (Matrix w : ws) {
-                String dt = w.dtype() + (w.dtype() == DType.I8 ? " group " + w.groupSize() + (w.rowPairs() ? " row pairs" : "") : "");
+                String dt = w.dtype() + (w.dtype() == DType.I8 ? " group " + w.groupSize() + (w.rowPairs() ? " row pairs" : "") : "")
+                        + (w.strip() > 0 ? " strips " + w.strip() : "");
                 int cols = w.cols();
                 long best = decodeAllocation(k, w, TestMatrices.randomFloats(rnd, cols));
                 assertTrue(best <= 1024, dt + ": 1000 decode matmuls allocated " + best + " bytes on the caller");

@@ -57,12 +57,21 @@ class VectorMathTest {
                     VectorMath.merge2(VectorMath.merge1(v[0], v[1]), VectorMath.merge1(v[2], v[3])),
                     VectorMath.merge2(VectorMath.merge1(v[4], v[5]), VectorMath.merge1(v[6], v[7]))));
             z.intoArray(out, 0);
-            float[] sums = new float[9];
-            VectorKernels.sum8(sums, 1, sc);
+            float[] sums = new float[9], added = new float[10];
+            for (int k = 0; k < added.length; k++) {
+                added[k] = k * 0.37f - 1f;
+            }
+            float[] before = added.clone();
+            VectorKernels.sum8(sums, 1, sc, false);
+            VectorKernels.sum8(added, 1, sc, true);
             for (int k = 0; k < 8; k++) {
                 assertEquals(Float.floatToIntBits(VectorMath.sumLanes(sc, k * lanes)), Float.floatToIntBits(out[k]), "lane " + k);
                 assertEquals(Float.floatToIntBits(VectorMath.sumLanes(sc, k * lanes)), Float.floatToIntBits(sums[k + 1]), "sum8 " + k);
+                assertEquals(Float.floatToIntBits(before[k + 1] + VectorMath.sumLanes(sc, k * lanes)),
+                        Float.floatToIntBits(added[k + 1]), "sum8 adding " + k);
             }
+            assertEquals(before[0], added[0]);
+            assertEquals(before[9], added[9]);
         }
     }
 }

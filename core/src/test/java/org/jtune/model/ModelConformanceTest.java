@@ -14,6 +14,7 @@ import org.jtune.infer.Session;
 import org.jtune.io.safetensors.SafetensorsFile;
 import org.jtune.io.safetensors.SafetensorsWriter;
 import org.jtune.io.safetensors.TensorInfo;
+import org.jtune.kernel.Matrix;
 import org.jtune.testutil.Shared;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -52,23 +53,40 @@ class ModelConformanceTest {
         return n;
     }
 
+    /**
+     * The stored layout; the decode layout of inference sessions (weights copied to anonymous memory), as
+     * Engine loads it; and the same with strips narrow enough that the wider matrices of most tiny models take
+     * them (Matrix#withStrips): all must match the reference.
+     */
+    static final WeightLoader.Options[] LAYOUTS = {WeightLoader.Options.INFERENCE, WeightLoader.Options.DECODE,
+            new WeightLoader.Options(false, WeightLoader.ActivationQuant.NONE, Matrix.STRIP_ALIGN)};
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("goldenModels")
     void logitsMatchReference(String name) {
-        try (LanguageModel model = ModelRegistry.load(Shared.path("models/" + name));
-             SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
-            int vocab = model.info().vocabSize();
-            int seqs = sequenceCount(golden);
-            assertTrue(seqs > 0, "golden file has no sequences");
-            for (int s = 0; s < seqs; s++) {
-                int[] ids = ids(golden, "input_ids." + s);
-                float[] ref = golden.readFloats("logits." + s);
-                float[] ours = new float[ids.length * vocab];
-                Session session = new Session(model, ids.length, 16);
-                session.feedAllLogits(ids, 0, ids.length, ours, 0);
-                double err = maxAbsDiff(ours, ref) / maxAbs(ref);
-                System.out.printf("%s sequence %d (%d tokens): relative logits error %.2e%n", name, s, ids.length, err);
-                assertTrue(err <= LOGITS_REL_TOL, name + " sequence " + s + ": relative logits error " + err);
+        for (WeightLoader.Options layout : LAYOUTS) {
+            try (LanguageModel model = ModelRegistry.load(Shared.path("models/" + name), layout);
+                 SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
+                int vocab = model.info().vocabSize();
+                int seqs = sequenceCount(golden);
+                assertTrue(seqs > 0, "golden file has no sequences");
+                boolean wide = model.linearLayers().stream().anyMatch(l -> l.inFeatures() > 2 * layout.decodeStrip());
+                assertEquals(layout.decodeStrip() > 0 && wide,
+                        model.linearLayers().stream().anyMatch(l -> l.weight().strip() > 0), "matrices in strips");
+                assertTrue(layout.decodeStrip() == 0 || model.linearLayers().stream().noneMatch(l -> l.weight().data().isMapped()),
+                        "the decode layout copies every weight out of the mapped file");
+                for (int s = 0; s < seqs; s++) {
+                    int[] ids = ids(golden, "input_ids." + s);
+                    float[] ref = golden.readFloats("logits." + s);
+                    float[] ours = new float[ids.length * vocab];
+                    Session session = new Session(model, ids.length, 16);
+                    session.feedAllLogits(ids, 0, ids.length, ours, 0);
+                    double err = maxAbsDiff(ours, ref) / maxAbs(ref);
+                    System.out.printf("%s sequence %d (%d tokens, strips %d): relative logits error %.2e%n", name, s,
+                            ids.length, layout.decodeStrip(), err);
+                    assertTrue(err <= LOGITS_REL_TOL, name + " sequence " + s + " strips " + layout.decodeStrip()
+                            + ": relative logits error " + err);
+                }
             }
         }
     }
@@ -138,28 +156,31 @@ class ModelConformanceTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("goldenModels")
     void decodeWithCacheMatchesFullForward(String name) {
-        try (LanguageModel model = ModelRegistry.load(Shared.path("models/" + name));
-             SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
-            int[] ids = ids(golden, "input_ids." + (sequenceCount(golden) - 1));
-            int vocab = model.info().vocabSize();
-            float[] full = new float[ids.length * vocab];
-            new Session(model, ids.length, ids.length).feedAllLogits(ids, 0, ids.length, full, 0);
+        for (WeightLoader.Options layout : LAYOUTS) {
+            try (LanguageModel model = ModelRegistry.load(Shared.path("models/" + name), layout);
+                 SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
+                String what = name + (layout.decodeStrip() > 0 ? " in the decode layout (strip " + layout.decodeStrip() + ")" : "");
+                int[] ids = ids(golden, "input_ids." + (sequenceCount(golden) - 1));
+                int vocab = model.info().vocabSize();
+                float[] full = new float[ids.length * vocab];
+                new Session(model, ids.length, ids.length).feedAllLogits(ids, 0, ids.length, full, 0);
 
-            Session stepwise = new Session(model, ids.length, 1);
-            for (int t = 0; t < ids.length; t++) {
-                float[] logits = stepwise.feed(ids[t]);
-                assertClose(full, t * vocab, logits, vocab, name + " one-by-one, position " + t);
+                Session stepwise = new Session(model, ids.length, 1);
+                for (int t = 0; t < ids.length; t++) {
+                    float[] logits = stepwise.feed(ids[t]);
+                    assertClose(full, t * vocab, logits, vocab, what + " one-by-one, position " + t);
+                }
+                int[] chunks = {3, 1, 7, 2, 5, 11, 4};
+                Session chunked = new Session(model, ids.length, 11);
+                float[] got = new float[ids.length * vocab];
+                for (int off = 0, c = 0; off < ids.length; c++) {
+                    int n = Math.min(chunks[c % chunks.length], ids.length - off);
+                    chunked.feedAllLogits(ids, off, n, got, off * vocab);
+                    off += n;
+                }
+                assertEquals(ids.length, chunked.length());
+                assertClose(full, 0, got, full.length, what + " uneven chunks");
             }
-            int[] chunks = {3, 1, 7, 2, 5, 11, 4};
-            Session chunked = new Session(model, ids.length, 11);
-            float[] got = new float[ids.length * vocab];
-            for (int off = 0, c = 0; off < ids.length; c++) {
-                int n = Math.min(chunks[c % chunks.length], ids.length - off);
-                chunked.feedAllLogits(ids, off, n, got, off * vocab);
-                off += n;
-            }
-            assertEquals(ids.length, chunked.length());
-            assertClose(full, 0, got, full.length, name + " uneven chunks");
         }
     }
 

@@ -114,6 +114,26 @@ class Int8WeightsTest {
                 }
             }
             assertArrayEquals(Arrays.copyOf(greedy, 8), got, name);
+            assertStripedDecodeMatches(out, ids, logits, vocab, name);
+        }
+    }
+
+    /** The decode layout (row pairs, in column strips narrow enough for most tiny models) decodes the same logits. */
+    private static void assertStripedDecodeMatches(Path model, int[] ids, float[] full, int vocab, String name) {
+        try (LanguageModel m = ModelRegistry.load(model,
+                new WeightLoader.Options(false, WeightLoader.ActivationQuant.NONE, Matrix.STRIP_ALIGN))) {
+            assertEquals(m.linearLayers().stream().anyMatch(l -> l.inFeatures() > 2 * Matrix.STRIP_ALIGN),
+                    m.linearLayers().stream().anyMatch(l -> l.weight().strip() > 0), name + ": matrices in strips");
+            Session s = new Session(m, ids.length, 1);
+            double maxDiff = 0, maxRef = 0;
+            for (int t = 0; t < ids.length; t++) {
+                float[] l = s.feed(ids[t]);
+                for (int i = 0; i < vocab; i++) {
+                    maxDiff = Math.max(maxDiff, Math.abs(full[t * vocab + i] - l[i]));
+                    maxRef = Math.max(maxRef, Math.abs(full[t * vocab + i]));
+                }
+            }
+            assertTrue(maxDiff <= 1e-5 * Math.max(1, maxRef), name + " in strips: max diff " + maxDiff);
         }
     }
 

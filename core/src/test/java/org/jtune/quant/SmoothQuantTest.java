@@ -1,5 +1,6 @@
 package org.jtune.quant;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -11,6 +12,7 @@ import org.jtune.JTuneException;
 import org.jtune.infer.Session;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.ModelRegistry;
+import org.jtune.model.WeightLoader;
 import org.jtune.testutil.Shared;
 import org.jtune.tokenizer.Tokenizer;
 import org.junit.jupiter.api.Test;
@@ -127,6 +129,9 @@ class SmoothQuantTest {
                     }
                     System.out.printf("%s %s: relative logits error %.3e%n", v[0], v[1], maxDiff / maxRef);
                     assertTrue(maxDiff / maxRef < 0.1, v[0] + " " + v[1] + ": " + maxDiff / maxRef);
+                    try (LanguageModel d = ModelRegistry.load(out, WeightLoader.Options.DECODE)) {   // as Engine loads it
+                        assertArrayEquals(got, logits(d, ids), v[0] + " " + v[1] + " in the decode layout");
+                    }
                 }
                 JTuneException again = assertThrows(JTuneException.class,
                         () -> SmoothQuant.write(out, tmp.resolve("again"), base, SmoothQuant.plan(base, samples, opt), true, false, "w8a8"));

@@ -3,7 +3,9 @@ package org.jtune.io.safetensors;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -15,6 +17,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import org.jtune.JTuneException;
+import org.jtune.io.AnonymousMemory;
 
 /**
  * All the weights of a Hugging Face model directory behind one name lookup, whichever way they are
@@ -28,9 +31,14 @@ public final class WeightFiles implements AutoCloseable {
     static final String SINGLE = "model.safetensors";
     static final String INDEX = "model.safetensors.index.json";
 
+    private static final java.util.logging.Logger LOG = java.util.logging.Logger.getLogger(WeightFiles.class.getName());
+
     private final Path dir;
     private final List<SafetensorsFile> files;
     private final Map<String, SafetensorsFile> byName;
+    private Arena copiesArena;            // owns the decode copies, if any (closed with the files)
+    private SegmentAllocator copies;      // slices of one AnonymousMemory region
+    private boolean copiesRefused;
 
     private WeightFiles(Path dir, List<SafetensorsFile> files, Map<String, SafetensorsFile> byName) {
         this.dir = dir;
@@ -207,11 +215,49 @@ public final class WeightFiles implements AutoCloseable {
         return f;
     }
 
-    /** Unmaps every shard. Idempotent. */
+    /**
+     * Where inference sessions keep copies of the weights ({@code WeightLoader.Options#decodeStrip}): one
+     * region of anonymous memory on huge pages ({@link AnonymousMemory}) as large as all the tensors, taken
+     * the first time it is asked for and freed by {@link #close}. Null, and the weights stay memory-mapped,
+     * with {@code -Djtune.weights=mapped} (say, to share the page cache between processes) or when the
+     * machine's available memory would not hold a copy with 1 GiB to spare: the page cache can evict mapped
+     * weights, so a model larger than memory still runs.
+     */
+    public synchronized SegmentAllocator decodeCopies() {
+        if (copies == null && !copiesRefused) {
+            long total = 0;
+            for (SafetensorsFile f : files) {
+                for (TensorInfo t : f.tensors().values()) {
+                    total += (t.byteSize() + 63) & ~63L;
+                }
+            }
+            long available = AnonymousMemory.availableBytes();
+            if ("mapped".equals(System.getProperty("jtune.weights"))) {
+                copiesRefused = true;
+            } else if (total + (1L << 30) > available) {
+                copiesRefused = true;
+                long need = total;
+                LOG.info(() -> String.format("weights of %s stay memory-mapped: a copy of %.1f GiB would not fit in the "
+                        + "%.1f GiB available (decode reads mapped weights more slowly)", dir, need / 1073741824.0,
+                        available / 1073741824.0));
+            } else {
+                copiesArena = Arena.ofShared();
+                copies = SegmentAllocator.slicingAllocator(AnonymousMemory.allocate(copiesArena, Math.max(64, total)));
+            }
+        }
+        return copies;
+    }
+
+    /** Unmaps every shard and frees the decode copies. Idempotent. */
     @Override
-    public void close() {
+    public synchronized void close() {
         for (SafetensorsFile f : files) {
             f.close();
+        }
+        if (copiesArena != null) {
+            copiesArena.close();
+            copiesArena = null;
+            copies = null;
         }
     }
 }
