@@ -45,6 +45,9 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--no-machine", description = "skip measuring the machine's bandwidth and FMA peak")
     boolean noMachine;
 
+    @Option(names = "--samples", description = "also print every repetition's prefill and decode tokens/s (for scripts)")
+    boolean samples;
+
     @Option(names = "--train", paramLabel = "lora|full", description = "measure training steps instead of generation")
     String train;
 
@@ -131,6 +134,10 @@ final class BenchCommand implements Callable<Integer> {
                     if (r > 0) {
                         bestPrefill = Math.min(bestPrefill, t1 - t0);
                         bestDecode = Math.min(bestDecode, t2 - t1);
+                        if (samples) {
+                            out.printf("sample prefill %.2f%nsample decode %.2f%n", prompt / ((t1 - t0) / 1e9),
+                                    gen / ((t2 - t1) / 1e9));
+                        }
                     }
                 }
             }
