@@ -160,7 +160,7 @@ final class BenchCommand implements Callable<Integer> {
             out.printf("decode    %d tokens: %.1f tokens/s, %.1f MiB of weights read per token, %.2f GB/s%s%n", gen, decodeTps,
                     bytesPerToken / 1048576.0, decodeGBps,
                     machine == null ? "" : String.format(" (%.0f %% of read bandwidth)", 100 * decodeGBps / readGBps));
-            out.printf("memory    peak RSS %s (weights are memory-mapped and count once touched), heap used %s%n",
+            out.printf("memory    peak RSS %s (weights count once: copied at load, or mapped pages once touched), heap used %s%n",
                     modelPeakRss, InfoCommand.bytes(Runtime.getRuntime().totalMemory() - Runtime.getRuntime().freeMemory()));
             out.flush();
         }

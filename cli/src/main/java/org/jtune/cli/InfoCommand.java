@@ -7,6 +7,7 @@ import org.jtune.infer.Engine;
 import org.jtune.kernel.KernelProvider;
 import org.jtune.kernel.WorkerPool;
 import org.jtune.model.ModelInfo;
+import org.jtune.model.WeightLoader;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
@@ -24,7 +25,8 @@ final class InfoCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
-        try (Engine engine = Engine.load(modelOptions.model, modelOptions.adapter)) {
+        // the weights as stored: describing a model is no reason to copy it into the decode layout
+        try (Engine engine = Engine.load(modelOptions.model, modelOptions.adapter, WeightLoader.Options.INFERENCE)) {
             ModelInfo i = engine.model().info();
             out.printf("model            %s%n", modelOptions.model);
             out.printf("architecture     %s (model_type %s)%n", i.architecture(), i.modelType());
@@ -36,7 +38,7 @@ final class InfoCommand implements Callable<Integer> {
             for (Map.Entry<String, Long> e : i.weightBytesByDtype().entrySet()) {
                 out.printf("weights %-8s %s%n", e.getKey(), bytes(e.getValue()));
             }
-            out.printf("memory           weights %s (memory-mapped), KV cache %s per 1,024 tokens (f32)%n",
+            out.printf("memory           weights %s (inference copies them, see README), KV cache %s per 1,024 tokens (f32)%n",
                     bytes(i.weightBytes()), bytes(i.kvCacheBytes(1024)));
             out.printf("tokenizer        %s%n", engine.tokenizer().map(t -> "yes, vocabulary " + t.vocabSize()
                     + (t.chatTemplate().isPresent() ? ", chat template" : ", no chat template")).orElse("none (drive it with --ids)"));

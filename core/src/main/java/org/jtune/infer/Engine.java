@@ -52,7 +52,12 @@ public final class Engine implements AutoCloseable {
      * memory is short or {@code -Djtune.weights=mapped} asks to keep them memory-mapped.
      */
     public static Engine load(Path modelDir, Path adapterDir) {
-        LanguageModel model = ModelRegistry.load(modelDir, WeightLoader.Options.DECODE);
+        return load(modelDir, adapterDir, WeightLoader.Options.DECODE);
+    }
+
+    /** {@link #load(Path, Path)} with the weights loaded as {@code options} say (INFERENCE: as stored, mapped). */
+    public static Engine load(Path modelDir, Path adapterDir, WeightLoader.Options options) {
+        LanguageModel model = ModelRegistry.load(modelDir, options);
         try {
             if (adapterDir != null) {
                 if (!(org.jtune.peft.Adapters.load(adapterDir) instanceof org.jtune.peft.LoraAdapter lora)) {

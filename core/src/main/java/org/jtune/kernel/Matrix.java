@@ -8,9 +8,9 @@ import org.jtune.io.safetensors.DType;
 
 /**
  * A row-major weight matrix in its stored dtype: {@code rows} output features by {@code cols} input
- * features, exactly as HF stores {@code nn.Linear.weight} ({@code [out, in]}). The bytes are usually a
- * read-only slice of a memory-mapped safetensors file; kernels widen bf16/f16 to f32 in registers, so
- * no f32 copy of the weights ever exists.
+ * features, exactly as HF stores {@code nn.Linear.weight} ({@code [out, in]}). The bytes are a read-only
+ * slice of a memory-mapped safetensors file, or (inference sessions) a copy in the decode layout; kernels
+ * widen bf16/f16 to f32 in registers, so no f32 copy of the weights ever exists.
  *
  * <p>I8 matrices are weight-only quantized: element (r, c) is {@code data[r, c] * scales[r, c / groupSize]},
  * with {@code groupSize} dividing {@code cols} ({@code groupSize == cols}: one scale per output channel).
@@ -170,6 +170,9 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
 
     /** {@link #withStrips(int)} into memory from {@code into}. */
     public Matrix withStrips(int width, SegmentAllocator into) {
+        if (width <= 0 || width % STRIP_ALIGN != 0) {
+            throw new IllegalArgumentException("strip width must be a positive multiple of " + STRIP_ALIGN + ", got " + width);
+        }
         if (strip != 0 || cols <= width || !stripsFit(dtype, rowPairs, cols, groupSize, width)) {
             return this;
         }

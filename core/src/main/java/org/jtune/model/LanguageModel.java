@@ -1,8 +1,8 @@
 package org.jtune.model;
 
 /**
- * A loaded causal language model: the weights (memory-mapped, read-only, shareable across threads
- * and sessions) and the forward pass of its architecture. Everything per conversation (KV cache,
+ * A loaded causal language model: the weights (memory-mapped, or copied into the decode layout; read-only,
+ * shareable across threads and sessions) and the forward pass of its architecture. Everything per conversation (KV cache,
  * activation buffers) lives in a {@link ModelState} made by {@link #newState}, owned by an
  * {@code org.jtune.infer.Session}.
  */
