@@ -15,8 +15,9 @@ import java.nio.file.Path;
  * Anonymous memory for weights that decode streams every token, on 2 MiB transparent huge pages where the
  * kernel allows them: mmap, then madvise(MADV_HUGEPAGE) before the first touch (Linux, which by default
  * gives huge pages only to regions that ask). With 4 KiB pages a pass over a model's weights walks the page
- * tables for every page (a 1.1 GB model is 270,000 of them, far past the TLB); with 2 MiB pages the same
- * matmul passes ran 4-18 % faster here than over the memory-mapped file. Elsewhere, or when mmap fails,
+ * tables for every page (a 1.1 GB model is about 280,000 of them, far past the TLB); with 2 MiB pages the
+ * same matmul passes ran -4 % to +20 % (7 % on average) faster here than over the memory-mapped file
+ * (docs/performance.md). Elsewhere, or when mmap fails,
  * the memory comes from the arena as usual. Either way it is freed when the arena closes.
  */
 public final class AnonymousMemory {

@@ -262,19 +262,21 @@ final class MatmulI8 {
      * Rows {@code [rFrom, rTo)} of a {@link Matrix#rowPairs} matrix against one x row (rFrom even): two
      * rows per pass over one sequential stream, each x vector loaded once for both. Per row the sums
      * are those of {@link #rowDot} (group sum, times scale, into a total), so a row gives the same
-     * result in either layout up to the order of the totals.
+     * result in either layout up to the order of the totals. The pairs are {@code cols} wide from {@code wBase}
+     * (one column strip, or the whole matrix), {@code ng} groups of {@code group} columns; row r's scales start
+     * at {@code r * sStride + sBase}; {@code add}: add to out instead of setting it.
      */
     private static void pairDots(float[] out, int outOff, float[] x, int xOff, MemorySegment w, long wBase, float[] scales,
-                                 int sStride, int g0, int ng, int group, int rows, int cols, int rFrom, int rTo,
+                                 int sStride, int sBase, int ng, int group, int rows, int cols, int rFrom, int rTo,
                                  boolean add, float[] sc) {
         if (group == 2 * L && group == Matrix.PAIR_BLOCK) {
-            pairDots32(out, outOff, x, xOff, w, wBase, scales, sStride, g0, ng, rows, cols, rFrom, rTo, add, sc);
+            pairDots32(out, outOff, x, xOff, w, wBase, scales, sStride, sBase, ng, rows, cols, rFrom, rTo, add, sc);
             return;
         }
         int r = rFrom, pairEnd = Math.min(rTo, rows & ~1);
         for (; r + 2 <= pairEnd; r += 2) {
             long base = wBase + (long) r * cols;
-            int s0 = r * sStride + g0, s1 = s0 + sStride;
+            int s0 = r * sStride + sBase, s1 = s0 + sStride;
             FloatVector t0 = FloatVector.zero(VectorKernels.F), t1 = t0, u0 = t0, u1 = t0;
             int g = 0;
             for (; g < ng; g++) {   // larger groups and per channel: the group's blocks in order
@@ -316,7 +318,7 @@ final class MatmulI8 {
         int waiting = (r - rFrom) & 7;
         VectorMath.sumRows(out, outOff + r - waiting, sc, waiting, add);
         for (; r < rTo; r++) {   // an odd last row is stored plainly
-            float v = rowDot(x, xOff, w, wBase + (long) r * cols, scales, r * sStride + g0, ng, group, sc);
+            float v = rowDot(x, xOff, w, wBase + (long) r * cols, scales, r * sStride + sBase, ng, group, sc);
             out[outOff + r] = add ? out[outOff + r] + v : v;
         }
     }
@@ -327,12 +329,12 @@ final class MatmulI8 {
      * ({@link VectorKernels#sum8}).
      */
     private static void pairDots32(float[] out, int outOff, float[] x, int xOff, MemorySegment w, long wBase,
-                                   float[] scales, int sStride, int g0, int ng, int rows, int cols, int rFrom, int rTo,
+                                   float[] scales, int sStride, int sBase, int ng, int rows, int cols, int rFrom, int rTo,
                                    boolean add, float[] sc) {
         int r = rFrom, pairEnd = Math.min(rTo, rows & ~1);
         for (; r + 2 <= pairEnd; r += 2) {
             long base = wBase + (long) r * cols;
-            int s0 = r * sStride + g0, s1 = s0 + sStride;
+            int s0 = r * sStride + sBase, s1 = s0 + sStride;
             FloatVector t0 = FloatVector.zero(VectorKernels.F), t1 = t0, u0 = t0, u1 = t0;
             int g = 0;
             FloatVector t2 = t0, t3 = t0, u2 = t0, u3 = t0;
@@ -418,7 +420,7 @@ final class MatmulI8 {
         int waiting = (r - rFrom) & 7;
         VectorMath.sumRows(out, outOff + r - waiting, sc, waiting, add);
         for (; r < rTo; r++) {   // an odd last row is stored plainly
-            float v = rowDot(x, xOff, w, wBase + (long) r * cols, scales, r * sStride + g0, ng, 2 * L, sc);
+            float v = rowDot(x, xOff, w, wBase + (long) r * cols, scales, r * sStride + sBase, ng, 2 * L, sc);
             out[outOff + r] = add ? out[outOff + r] + v : v;
         }
     }

@@ -192,7 +192,7 @@ public record Matrix(MemorySegment data, DType dtype, int rows, int cols, float[
             stripedScales = new float[scales.length];
             for (int r = 0; r < rows; r++) {
                 for (int c = 0; c < cols; c += groupSize) {
-                    stripedScales[scaleOffset(rows, cols, width, groupSize, r, c)] = scales[r * (cols / groupSize) + c / groupSize];
+                    stripedScales[scaleOffset(rows, cols, width, groupSize, r, c)] = scales[scaleOffset(rows, cols, 0, groupSize, r, c)];
                 }
             }
         }

@@ -36,10 +36,10 @@ public final class WeightLoader {
     /**
      * How to load: {@code trainable} gives every weight matrix an f32 master copy on the heap (full
      * fine-tuning); {@code activations} comes from a W8A8 model's quantization_config; {@code decodeStrip > 0}
-     * copies the matrices more than twice that wide into column strips of that many columns
-     * ({@link Matrix#withStrips}, {@link Matrix#DECODE_STRIP}), the layout single-token decode streams fastest:
-     * for inference sessions ({@link #DECODE}), not for code that rewrites weights (quantize, merge), which
-     * gets them as stored ({@link #INFERENCE}).
+     * copies every matrix into the layout single-token decode streams fastest (see {@code decodeLayout}: huge
+     * pages, int8 row pairs, and column strips of that many columns for matrices more than twice as wide,
+     * {@link Matrix#withStrips}, {@link Matrix#DECODE_STRIP}): for inference sessions ({@link #DECODE}), not for
+     * code that rewrites weights (quantize, merge), which gets them as stored ({@link #INFERENCE}).
      */
     public record Options(boolean trainable, ActivationQuant activations, int decodeStrip) {
         public static final Options INFERENCE = new Options(false, ActivationQuant.NONE, 0);

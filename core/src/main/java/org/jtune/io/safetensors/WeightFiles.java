@@ -224,6 +224,9 @@ public final class WeightFiles implements AutoCloseable {
      * weights, so a model larger than memory still runs.
      */
     public synchronized SegmentAllocator decodeCopies() {
+        if (copies == null && !copiesRefused && "mapped".equals(System.getProperty("jtune.weights"))) {
+            copiesRefused = true;
+        }
         if (copies == null && !copiesRefused) {
             long total = 0;
             for (SafetensorsFile f : files) {
@@ -232,9 +235,7 @@ public final class WeightFiles implements AutoCloseable {
                 }
             }
             long available = AnonymousMemory.availableBytes();
-            if ("mapped".equals(System.getProperty("jtune.weights"))) {
-                copiesRefused = true;
-            } else if (total + (1L << 30) > available) {
+            if (total + (1L << 30) > available) {
                 copiesRefused = true;
                 long need = total;
                 LOG.info(() -> String.format("weights of %s stay memory-mapped: a copy of %.1f GiB would not fit in the "
