@@ -32,9 +32,11 @@ final class MatmulBF16 {
      * hardware-prefetch streams per tile and streamed at about 60 % of the bandwidth a single stream gets.
      * A matrix in column strips ({@code strip > 0}, {@link Matrix#withStrips}) is one such pass per strip,
      * each against its slice of x, adding into out from the second strip on.
+     * {@code xs}: x as {@link #splitX} arranges it, for {@link #splitRowDots}, or null (the tiles and the
+     * leftover tokens of tiled rows read x).
      */
-    static void blocks(float[] out, float[] x, MemorySegment w, int rows, int cols, int strip, int tokens, int fromBlock,
-                       int toBlock) {
+    static void blocks(float[] out, float[] x, float[] xs, MemorySegment w, int rows, int cols, int strip, int tokens,
+                       int fromBlock, int toBlock) {
         float[] sc = VectorMath.scratch();
         int r0 = fromBlock * VectorKernels.RB, r1 = Math.min(rows, toBlock * VectorKernels.RB);
         int width = strip == 0 ? cols : strip;
@@ -56,6 +58,10 @@ final class MatmulBF16 {
                 rowDots(out, t * rows, x, t * cols + c0, w, base, rowBytes, r0, rt, sw, add, sc);
             }
             for (int t = 0; t < tokens; t++) {   // rows not tiled: every row in decode
+                if (xs != null) {
+                    splitRowDots(out, t * rows, xs, t * cols + c0, w, base, rowBytes, rt, r1, sw, add);
+                    continue;
+                }
                 rowDots(out, t * rows, x, t * cols + c0, w, base, rowBytes, rt, r1, sw, add, sc);
             }
         }
@@ -185,6 +191,60 @@ final class MatmulBF16 {
             float s = VectorMath.sum(a0.add(a1).add(a2.add(a3)));
             for (; c < cols; c++) {
                 s += at(w, wOff + (long) c * ESZ) * x[xOff + c];
+            }
+            out[outOff + r] = add ? out[outOff + r] + s : s;
+        }
+    }
+
+    /**
+     * {@code xs} = x (tokens rows of cols) with every whole 2L-column block's even columns first and its odd ones
+     * after: {@code xs[c + j] = x[c + 2j]}, {@code xs[c + L + j] = x[c + 2j + 1]}; the columns after the last whole
+     * block are copied. Blocks start at column 0, so column strips (multiples of 64 columns) start on one.
+     */
+    static void splitX(float[] xs, float[] x, int cols, int tokens) {
+        int whole = cols / (2 * L) * (2 * L);
+        for (int t = 0; t < tokens; t++) {
+            int o = t * cols;
+            for (int c = o; c < o + whole; c += 2 * L) {
+                for (int j = 0; j < L; j++) {
+                    xs[c + j] = x[c + 2 * j];
+                    xs[c + L + j] = x[c + 2 * j + 1];
+                }
+            }
+            System.arraycopy(x, o + whole, xs, o + whole, cols - whole);
+        }
+    }
+
+    /**
+     * {@link #rowDots} against x split by {@link #splitX}: an int load takes 2L bf16 weights, whose even columns
+     * are the low halves (shifted left 16 they are their f32 values) and odd columns the high halves (masked),
+     * so a weight vector costs one integer op instead of a sign-extension and a shift: on this Zen 4 the decode
+     * rows are bounded by those instructions, not by memory, once two cores share the bandwidth.
+     */
+    private static void splitRowDots(float[] out, int outOff, float[] xs, int xOff, MemorySegment w, long base,
+                                     long rowBytes, int rFrom, int rTo, int cols, boolean add) {
+        for (int r = rFrom; r < rTo; r++) {
+            long wOff = base + r * rowBytes;
+            FloatVector a0 = FloatVector.zero(VectorKernels.F), a1 = a0, a2 = a0, a3 = a0;
+            int c = 0;
+            for (; c + 4 * L <= cols; c += 4 * L) {   // two blocks of 2L columns
+                long b = wOff + (long) c * ESZ;
+                IntVector p = IntVector.fromMemorySegment(VectorKernels.I, w, b, LE);
+                IntVector q = IntVector.fromMemorySegment(VectorKernels.I, w, b + 2L * L * ESZ, LE);
+                a0 = p.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(VectorKernels.F, xs, xOff + c), a0);
+                a1 = p.and(0xFFFF0000).reinterpretAsFloats().fma(FloatVector.fromArray(VectorKernels.F, xs, xOff + c + L), a1);
+                a2 = q.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(VectorKernels.F, xs, xOff + c + 2 * L), a2);
+                a3 = q.and(0xFFFF0000).reinterpretAsFloats().fma(FloatVector.fromArray(VectorKernels.F, xs, xOff + c + 3 * L), a3);
+            }
+            if (c + 2 * L <= cols) {
+                IntVector p = IntVector.fromMemorySegment(VectorKernels.I, w, wOff + (long) c * ESZ, LE);
+                a0 = p.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(VectorKernels.F, xs, xOff + c), a0);
+                a1 = p.and(0xFFFF0000).reinterpretAsFloats().fma(FloatVector.fromArray(VectorKernels.F, xs, xOff + c + L), a1);
+                c += 2 * L;
+            }
+            float s = VectorMath.sum(a0.add(a1).add(a2.add(a3)));
+            for (; c < cols; c++) {   // past the whole blocks xs holds x as it is
+                s += at(w, wOff + (long) c * ESZ) * xs[xOff + c];
             }
             out[outOff + r] = add ? out[outOff + r] + s : s;
         }

@@ -79,6 +79,8 @@ public final class VectorKernels implements Kernels {
     private final SharedTask shared = new SharedTask();
     /** Packed x for {@link MatmulPacked}, grown on demand (prefill only), guarded by task's monitor. */
     private float[] packed = new float[0];
+    /** x split for the BF16 decode kernel ({@link #splitX}), grown on demand, guarded by task's monitor. */
+    private float[] split = new float[0];
     private final MatmulI4.Task i4Task = new MatmulI4.Task();
     private final MatmulW8A8.Task w8a8Task = new MatmulW8A8.Task();
 
@@ -110,18 +112,35 @@ public final class VectorKernels implements Kernels {
             return;
         }
         int blocks = (rows + RB - 1) / RB;
-        if ((long) rows * cols * tokens < PARALLEL_MIN_MACS || pool.threads() == 1) {
-            matmulBlocks(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, w.strip(), tokens, 0, blocks);
-            return;
-        }
-        synchronized (task) { // the task's fields are per call; the pool runs one job at a time anyway
-            task.set(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, w.strip(), tokens);
+        synchronized (task) { // the task's fields and the split x are per call; the pool runs one job at a time anyway
+            float[] xs = dt == DT_BF16 ? splitX(x, cols, tokens) : null;
+            if ((long) rows * cols * tokens < PARALLEL_MIN_MACS || pool.threads() == 1) {
+                matmulBlocks(out, x, xs, w.data(), dt, w.scales(), w.groupSize(), rows, cols, w.strip(), tokens, 0, blocks);
+                return;
+            }
+            task.set(out, x, xs, w.data(), dt, w.scales(), w.groupSize(), rows, cols, w.strip(), tokens);
             try {
                 pool.run(blocks, task);
             } finally {
-                task.set(null, null, null, 0, null, 0, 0, 0, 0, 0);
+                task.set(null, null, null, null, 0, null, 0, 0, 0, 0, 0);
             }
         }
+    }
+
+    /**
+     * x with each 2L-column block's even columns first, then its odd ones ({@link MatmulBF16#splitX}), for the
+     * BF16 decode rows; null where they do not run (tiles, packed prefill). Call under task's monitor.
+     */
+    private float[] splitX(float[] x, int cols, int tokens) {
+        if (tokens >= TB) {
+            return null;
+        }
+        int n = cols * tokens;
+        if (split.length < n) {
+            split = new float[n];
+        }
+        MatmulBF16.splitX(split, x, cols, tokens);
+        return split;
     }
 
     /**
@@ -147,11 +166,15 @@ public final class VectorKernels implements Kernels {
             checkSizes(outs[i], x, ws[i], tokens);
         }
         synchronized (task) {   // the pool runs one job at a time; shared shares task's monitor
-            shared.set(outs, x, ws, count, tokens);
+            boolean bf16 = false;
+            for (int i = 0; i < count; i++) {
+                bf16 |= ws[i].dtype() == DType.BF16;
+            }
+            shared.set(outs, x, bf16 ? splitX(x, ws[0].cols(), tokens) : null, ws, count, tokens);
             try {
                 pool.run(shared.start[count], shared);
             } finally {
-                shared.set(null, null, null, 0, 0);
+                shared.set(null, null, null, null, 0, 0);
             }
         }
     }
@@ -172,11 +195,12 @@ public final class VectorKernels implements Kernels {
         private final Matrix[] ws = new Matrix[MAX];
         private final int[] dts = new int[MAX];
         final int[] start = new int[MAX + 1];   // start[i]: the first global block of matrix i
-        private float[] x;
+        private float[] x, xs;
         private int count, tokens;
 
-        void set(float[][] outs, float[] x, Matrix[] ws, int count, int tokens) {
+        void set(float[][] outs, float[] x, float[] xs, Matrix[] ws, int count, int tokens) {
             this.x = x;
+            this.xs = xs;
             this.count = count;
             this.tokens = tokens;
             for (int i = 0; i < MAX; i++) {
@@ -194,7 +218,7 @@ public final class VectorKernels implements Kernels {
                 int lo = Math.max(from, start[i]), hi = Math.min(to, start[i + 1]);
                 if (lo < hi) {
                     Matrix w = ws[i];
-                    matmulBlocks(outs[i], x, w.data(), dts[i], w.scales(), w.groupSize(), w.rows(), w.cols(), w.strip(),
+                    matmulBlocks(outs[i], x, xs, w.data(), dts[i], w.scales(), w.groupSize(), w.rows(), w.cols(), w.strip(),
                             tokens, lo - start[i], hi - start[i]);
                 }
             }
@@ -212,7 +236,7 @@ public final class VectorKernels implements Kernels {
                 packed = new float[need];
             }
             float[] xp = packed;
-            task.set(out, x, w.data(), dt, w.scales(), w.groupSize(), rows, cols, w.strip(), tokens);
+            task.set(out, x, null, w.data(), dt, w.scales(), w.groupSize(), rows, cols, w.strip(), tokens);
             task.xp = xp;
             try {
                 boolean parallel = pool.threads() > 1 && (long) rows * cols * tokens >= PARALLEL_MIN_MACS;
@@ -231,7 +255,7 @@ public final class VectorKernels implements Kernels {
             } finally {
                 task.mode = MODE_BLOCKS;
                 task.xp = null;
-                task.set(null, null, null, 0, null, 0, 0, 0, 0, 0);
+                task.set(null, null, null, null, 0, null, 0, 0, 0, 0, 0);
             }
         }
     }
@@ -248,15 +272,16 @@ public final class VectorKernels implements Kernels {
 
     /** The reusable parallel job: one instance per VectorKernels, fields set under its monitor. */
     private static final class MatmulTask implements RangeTask {
-        private float[] out, x;
+        private float[] out, x, xs;
         private MemorySegment w;
         private float[] scales; // I8 only: (rows, cols / group)
         private int dt, group, rows, cols, strip, tokens;
 
-        void set(float[] out, float[] x, MemorySegment w, int dt, float[] scales, int group, int rows, int cols,
-                 int strip, int tokens) {
+        void set(float[] out, float[] x, float[] xs, MemorySegment w, int dt, float[] scales, int group, int rows,
+                 int cols, int strip, int tokens) {
             this.out = out;
             this.x = x;
+            this.xs = xs;
             this.w = w;
             this.dt = dt;
             this.scales = scales;
@@ -275,19 +300,22 @@ public final class VectorKernels implements Kernels {
             switch (mode) {
                 case MODE_PACK -> MatmulPacked.packX(xp, x, tokens, cols, from, to);
                 case MODE_PANELS -> MatmulPacked.panels(out, xp, w, dt, scales, group, rows, cols, strip, tokens, from, to);
-                default -> matmulBlocks(out, x, w, dt, scales, group, rows, cols, strip, tokens, from, to);
+                default -> matmulBlocks(out, x, xs, w, dt, scales, group, rows, cols, strip, tokens, from, to);
             }
         }
     }
 
-    /** Row blocks {@code [fromBlock, toBlock)} of the matmul, in the dtype's own kernel class. */
-    static void matmulBlocks(float[] out, float[] x, MemorySegment w, int dt, float[] scales, int group, int rows,
+    /**
+     * Row blocks {@code [fromBlock, toBlock)} of the matmul, in the dtype's own kernel class; {@code xs}: x split
+     * for the BF16 decode rows ({@link #splitX}), or null.
+     */
+    static void matmulBlocks(float[] out, float[] x, float[] xs, MemorySegment w, int dt, float[] scales, int group, int rows,
                              int cols, int strip, int tokens, int fromBlock, int toBlock) {
         switch (dt) {
             case DT_I8, DT_I8_PAIRS -> MatmulI8.blocks(out, x, w, scales, group, rows, cols, strip, tokens, fromBlock,
                     toBlock, dt == DT_I8_PAIRS);
             case DT_F32 -> MatmulF32.blocks(out, x, w, rows, cols, strip, tokens, fromBlock, toBlock);
-            case DT_BF16 -> MatmulBF16.blocks(out, x, w, rows, cols, strip, tokens, fromBlock, toBlock);
+            case DT_BF16 -> MatmulBF16.blocks(out, x, xs, w, rows, cols, strip, tokens, fromBlock, toBlock);
             default -> MatmulF16.blocks(out, x, w, rows, cols, strip, tokens, fromBlock, toBlock);
         }
     }

@@ -113,6 +113,24 @@ class VectorKernelsParityTest {
         }
     }
 
+    /** The BF16 decode rows' x layout: per whole 2L-column block its even columns, then its odd ones; the rest as is. */
+    @Test
+    void bf16SplitXPutsEachBlocksEvenColumnsFirst() {
+        int l = VectorKernels.L, cols = 4 * l + 3, tokens = 2;
+        float[] x = new float[tokens * cols], xs = new float[tokens * cols];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = i;
+        }
+        MatmulBF16.splitX(xs, x, cols, tokens);
+        for (int t = 0; t < tokens; t++) {
+            for (int c = 0; c < cols; c++) {
+                int block = c / (2 * l) * (2 * l), j = c - block;
+                float expected = c >= cols / (2 * l) * (2 * l) ? c : j < l ? block + 2 * j : block + 2 * (j - l) + 1;
+                assertEquals(t * cols + expected, xs[t * cols + c], "t=" + t + " c=" + c);
+            }
+        }
+    }
+
     @Test
     void parallelSizedMatmulMatchesScalar() {
         Random rnd = new Random(2);

@@ -7,8 +7,18 @@ decl={
  'BF16':'FloatVector {v} = ((IntVector) ShortVector.fromMemorySegment(VectorKernels.S, w, {e}, LE).convertShape(VectorOperators.S2I, VectorKernels.I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();',
  'F16':'IntVector {v}h = (IntVector) ShortVector.fromMemorySegment(VectorKernels.S, w, {e}, LE).convertShape(VectorOperators.S2I, VectorKernels.I, 0);\n{ind}FloatVector {v} = {v}h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).or({v}h.and(0x7fff).add(0x400).lanewise(VectorOperators.LSHR, 15).neg().and(0x7f800000)).reinterpretAsFloats().mul(0x1p112f);',
 }
+def sections(text,dt):
+    # //@IF DT ... [//@ELSE ...] //@END: the first part for that dtype only, the second for the others
+    out=[];keep=[True]
+    for line in text.split('\n'):
+        m=re.match(r'^//@IF (\w+)$',line)
+        if m: keep.append(m.group(1)==dt); continue
+        if line=='//@ELSE': keep[-1]=not keep[-1]; continue
+        if line=='//@END': keep.pop(); continue
+        if all(keep): out.append(line)
+    return '\n'.join(out)
 for dt,esz,at in [('F32',4,'f32At'),('BF16',2,'bf16At'),('F16',2,'f16At')]:
-    s=t.replace('@DT@',dt).replace('@ESZ@',str(esz)).replace('@AT@',at)
+    s=sections(t,dt).replace('@DT@',dt).replace('@ESZ@',str(esz)).replace('@AT@',at)
     lines=[];n=0
     for line in s.split('\n'):
         m=re.match(r'^(\s*)(.*?)@LOAD<(.*?)>@(.*)$',line)
