@@ -32,7 +32,8 @@ import org.jtune.io.safetensors.DType;
  * {@link MatmulF16}, generated from one template; {@link MatmulI8} from its own): C2 only scalar-replaces vector values it can see
  * through, so a shared kernel with a per-dtype branch, a loop accumulator started from a static final
  * vector, or a conversion helper that was not inlined each made every vector step allocate. BF16:
- * sign-extend shorts to ints, shift left 16. I8: sign-extend bytes to ints, I2F, scale per group (see
+ * sign-extend shorts to ints, shift left 16; the decode rows instead load 2L weights as L ints and take the
+ * even columns by a shift and the odd ones by a mask, against x split once per call ({@link #splitX}). I8: sign-extend bytes to ints, I2F, scale per group (see
  * {@link MatmulI8}; a direct B2F was 3x slower). F16: JDK 25's Vector API has no half-float to float lane
  * conversion ({@code S2F} converts integer values), so the bits are rebuilt with integer ops:
  * {@code (h << 13) & 0x8FFFE000} of the sign-extended short is an f32 with the sign in place and an

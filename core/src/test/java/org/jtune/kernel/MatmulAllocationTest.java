@@ -27,9 +27,10 @@ import org.junit.jupiter.params.provider.ValueSource;
  * <p>Each weight family runs in a JVM of its own, as a model's decode does: the Vector API's internal
  * methods keep one receiver-type profile for all their callers, and once the BF16 decode rows, the F16
  * ones and the int8 pair kernels had all run in one JVM, C2 compiled the int8 pair kernel with its
- * conversions left as calls (every vector boxed, tens of kilobytes per matmul) in 2 to 7 runs of 8,
- * and in none of 6 to 8 runs with any one of the three left out. Which kernels share a process is
- * the caller's choice; what this test pins is that each family, warmed up, allocates nothing.
+ * conversions left as calls (every vector boxed, tens of kilobytes per matmul) in 2 of 6 and 3 of 8
+ * runs, and in none of 6 with the F16 or the BF16 ones left out (docs/performance.md). Which kernels
+ * share a process is the caller's choice; what this test pins is that each family, warmed up,
+ * allocates nothing.
  */
 class MatmulAllocationTest {
     /** The weight families, each checked in a fresh JVM by {@link #main}. */
