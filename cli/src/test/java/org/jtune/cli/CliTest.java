@@ -50,6 +50,19 @@ class CliTest {
     }
 
     @Test
+    void benchReportsSpeedAndDecodeAllocation() {
+        Run r = run("bench", "-m", TINY, "--prompt", "4", "--gen", "4", "--repeat", "1", "--no-machine", "--threads", "2");
+        assertEquals(0, r.exit(), r.err());
+        for (String line : new String[] {"prefill   4 tokens:", "decode    4 tokens:", "alloc     decode allocated ",
+                "memory    peak RSS"}) {
+            assertTrue(r.out().contains(line), line + " missing from:\n" + r.out());
+        }
+        Run bad = run("bench", "-m", TINY, "--repeat", "0");
+        assertEquals(2, bad.exit());
+        assertTrue(bad.err().contains("--repeat must be at least 1") || bad.err().contains("at least 1, got"), bad.err());
+    }
+
+    @Test
     void generateWithIdsReproducesTheReferenceGreedyTokens() {
         try (SafetensorsFile g = SafetensorsFile.open(SHARED.resolve("golden/tiny-llama.safetensors"))) {
             long[] expected = g.readLongs("greedy.0");
