@@ -26,7 +26,7 @@ import org.openjdk.jmh.annotations.Warmup;
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
         "-XX:CompileCommand=quiet", "-XX:CompileCommand=dontinline,org.jtune.kernel.VectorKernels::*",
         "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::fold*", "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::merge*",
-        "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::sum"})
+        "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::sum", "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::exp"})
 public class AttentionBenchmark {
     static final int HEAD_DIM = 64;
     static final int KV_STRIDE = 256;
