@@ -441,7 +441,7 @@ public final class VectorKernels implements Kernels {
         FloatVector acc = FloatVector.zero(F);
         int i = 0;
         for (; i < bound; i += L) {
-            acc = acc.add(FloatVector.fromArray(F, x, xOff + i));
+            acc = FloatVector.fromArray(F, x, xOff + i).add(acc);   // receiver of exact type: see softmax
         }
         acc.intoArray(sc, 0);
         float mean = VectorMath.sumLanes(sc, 0);
@@ -487,7 +487,10 @@ public final class VectorKernels implements Kernels {
         if (bound > 0) {
             FloatVector m = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
             for (; i < bound; i += L) {
-                m = m.max(FloatVector.fromArray(F, x, off + i));
+                // the fresh load as receiver: C2 knows its exact class; the loop-carried m's class it learns
+                // only from a profile, which a short warm-up leaves empty (then max is a virtual call and
+                // every step boxes). max and add are commutative, so the bits are the same either way round.
+                m = FloatVector.fromArray(F, x, off + i).max(m);
             }
             max = m.reduceLanes(VectorOperators.MAX);
         }
@@ -498,7 +501,7 @@ public final class VectorKernels implements Kernels {
         for (i = 0; i < bound; i += L) {
             FloatVector e = VectorMath.exp(FloatVector.fromArray(F, x, off + i).sub(max));
             e.intoArray(x, off + i);
-            sumV = sumV.add(e);
+            sumV = e.add(sumV);
         }
         sumV.intoArray(sc, 0);
         float sum = VectorMath.sumLanes(sc, 0);
