@@ -126,7 +126,7 @@ final class BenchCommand implements Callable<Integer> {
             }
             double bestPrefill = Double.MAX_VALUE, bestDecode = Double.MAX_VALUE;
             long leastDecodeAllocation = Long.MAX_VALUE;
-            try (Session s = new Session(m, prompt + gen + 1, Math.max(1, prompt))) {
+            try (Session s = new Session(m, prompt + gen + 1, prompt)) {
                 for (int r = 0; r < repeat + 1; r++) {   // the first run warms up the JIT
                     s.reset();
                     long t0 = System.nanoTime();
@@ -169,7 +169,7 @@ final class BenchCommand implements Callable<Integer> {
                     bytesPerToken / 1048576.0, decodeGBps,
                     machine == null ? "" : String.format(" (%.0f %% of read bandwidth)", 100 * decodeGBps / readGBps));
             // the decode loop must not allocate: a C2 compile that boxes Vector API values shows here as kilobytes
-            // per token (see MatmulAllocationTest); the figure includes the counters' own snapshot, a few hundred bytes
+            // per token (see MatmulAllocationTest); the figure includes the counters' own snapshot, about 1 KB a run
             out.printf("alloc     decode allocated %,d bytes per token on the Java heap (all threads, least of %d runs)%n",
                     leastDecodeAllocation / gen, repeat);
             out.printf("memory    peak RSS %s (weights count once: copied at load, or mapped pages once touched), heap used %s%n",
