@@ -163,14 +163,12 @@ public final class VectorKernels implements Kernels {
             Kernels.super.matmulShared(outs, x, ws, count, tokens);
             return;
         }
+        boolean bf16 = false;   // any BF16 matrix reads x split (splitX); the matrices share x and its width
         for (int i = 0; i < count; i++) {
             checkSizes(outs[i], x, ws[i], tokens);
+            bf16 |= ws[i].dtype() == DType.BF16;
         }
         synchronized (task) {   // the pool runs one job at a time; shared shares task's monitor
-            boolean bf16 = false;
-            for (int i = 0; i < count; i++) {
-                bf16 |= ws[i].dtype() == DType.BF16;
-            }
             shared.set(outs, x, bf16 ? splitX(x, ws[0].cols(), tokens) : null, ws, count, tokens);
             try {
                 pool.run(shared.start[count], shared);
