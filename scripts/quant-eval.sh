@@ -15,6 +15,7 @@ run() { "$jt" "$@" 2>&1 | grep -v "^WARNING: Using incubator"; }
 
 variants=("base:$model")
 run quantize -m "$model" --method int8-weight -o "$work/int8-weight" >/dev/null && variants+=("int8-weight (group 32):$work/int8-weight")
+run quantize -m "$model" --method int8-weight --group-size 0 -o "$work/int8-weight-ch" >/dev/null && variants+=("int8-weight (per channel):$work/int8-weight-ch")
 if run quantize --help | grep -q int4-weight; then
   run quantize -m "$model" --method int4-weight -o "$work/int4-weight" >/dev/null && variants+=("int4-weight (group 32, symmetric):$work/int4-weight")
 fi
