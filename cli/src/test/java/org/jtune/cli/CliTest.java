@@ -57,6 +57,12 @@ class CliTest {
                 "memory    peak RSS"}) {
             assertTrue(r.out().contains(line), line + " missing from:\n" + r.out());
         }
+        // with the machine probes: decode is judged against the weight pages' bandwidth probed after each run
+        Run probed = run("bench", "-m", TINY, "--prompt", "4", "--gen", "4", "--repeat", "2", "--threads", "2", "--samples");
+        assertEquals(0, probed.exit(), probed.err());
+        assertTrue(probed.out().matches("(?s).*decode    4 tokens: .* \\(\\d+ % of the weight pages' read bandwidth: each run "
+                + "against the probe right after it, median of 2 runs; best run \\d+ % of the 1 GiB buffer's\\).*"), probed.out());
+        assertEquals(2, probed.out().split("sample weight-pages ", -1).length - 1, probed.out());
         Run bad = run("bench", "-m", TINY, "--repeat", "0");
         assertEquals(2, bad.exit());
         assertTrue(bad.err().contains("--repeat must be at least 1") || bad.err().contains("at least 1, got"), bad.err());
