@@ -2,6 +2,7 @@ package org.jtune.kernel;
 
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 
 /**
@@ -16,6 +17,11 @@ import java.util.concurrent.locks.LockSupport;
  * runs the JIT, the GC and the neighbours' interrupts); with fixed halves the caller waited for the
  * worker in most decode matmuls, about a fifth of the decode time on SmolLM2-135M. Which thread
  * computes a chunk never changes its result, so outputs stay bit-identical.
+ *
+ * <p>A worker that has not started a job by the time the caller has claimed every chunk is revoked from
+ * it: the caller returns at once instead of waiting for the worker to wake up only to find nothing left.
+ * On this VM a worker started a job more than 0.1 ms late (it had parked, or its core was taken from it)
+ * 31-138 times per 528 decoded tokens of SmolLM2-135M int8, and the caller used to wait for it each time.
  */
 public final class WorkerPool implements AutoCloseable {
     private static final int SPINS = 20_000;
@@ -37,6 +43,8 @@ public final class WorkerPool implements AutoCloseable {
     private RangeTask task;
     private int size, chunks;
     private volatile Throwable failure;
+    /** Tests only: runs in a worker after it sees a new job and before it tries to join it. */
+    volatile Runnable beforeJoin;
 
     public WorkerPool(int threads) {
         if (threads < 1) {
@@ -101,13 +109,21 @@ public final class WorkerPool implements AutoCloseable {
         this.failure = null;
         this.caller = Thread.currentThread();
         pending.set(workers.length);
-        generation++; // volatile write publishes task, size, chunks and the claim counters
+        long gen = generation + 1;   // only run() writes generation, under the monitor
+        generation = gen;            // volatile write publishes task, size, chunks and the claim counters
         for (Worker w : workers) {
             if (w.parked) {   // a spinning worker sees generation by itself; unpark costs a lock and a signal
                 LockSupport.unpark(w);
             }
         }
         Throwable own = work(0);
+        if (own == null) {   // every chunk is claimed: a worker that has not joined has nothing left to do
+            for (Worker w : workers) {
+                if (w.tryJoin(gen)) {
+                    pending.decrementAndGet();
+                }
+            }
+        }   // a caller whose chunk threw stopped claiming: the workers must still take the chunks it left
         int spins = 0;
         while (pending.get() != 0) {
             if (++spins < SPINS) {
@@ -171,6 +187,13 @@ public final class WorkerPool implements AutoCloseable {
                 return;
             }
             seen = generation;
+            Runnable hook = beforeJoin;
+            if (hook != null) {
+                hook.run();
+            }
+            if (!self.tryJoin(seen)) {
+                continue;   // the caller finished this job without it and revoked it
+            }
             Throwable e = work(index);
             if (e != null) {
                 failure = e;
@@ -193,6 +216,14 @@ public final class WorkerPool implements AutoCloseable {
         final WorkerPool pool;
         final int index;
         volatile boolean parked;
+        /** The last job this worker joined, or was revoked from by the caller: whoever sets it first decides. */
+        private final AtomicLong joined = new AtomicLong();
+
+        /** Claims job {@code gen} for whoever calls: true for exactly one of the worker and the caller. */
+        boolean tryJoin(long gen) {
+            long last = joined.get();
+            return last < gen && joined.compareAndSet(last, gen);
+        }
 
         Worker(WorkerPool pool, int index) {
             super("jtune-worker-" + index);

@@ -126,6 +126,111 @@ class WorkerPoolTest {
         }
     }
 
+    /**
+     * A worker held back before it joins a job: the caller claims every chunk, revokes the worker and
+     * returns without it (it used to wait for the worker to wake up); released, the worker skips the
+     * job it was revoked from and serves the next ones.
+     */
+    @Test
+    void theCallerDoesNotWaitForAWorkerThatHasNotJoined() throws InterruptedException {
+        try (WorkerPool pool = new WorkerPool(2)) {
+            java.util.concurrent.CountDownLatch held = new java.util.concurrent.CountDownLatch(1);
+            java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+            pool.beforeJoin = () -> {
+                held.countDown();
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            };
+            java.util.concurrent.atomic.AtomicIntegerArray hits = new java.util.concurrent.atomic.AtomicIntegerArray(16);
+            int[] ranBy = new int[16];
+            // returns while the worker is held; a caller that waited for the worker would hang here
+            org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(java.time.Duration.ofSeconds(60), () ->
+                    pool.run(16, (from, to) -> {
+                        for (int i = from; i < to; i++) {
+                            hits.incrementAndGet(i);
+                            ranBy[i] = pool.threadIndex();
+                        }
+                    }));
+            assertTrue(held.await(10, java.util.concurrent.TimeUnit.SECONDS), "the worker saw the job");
+            for (int i = 0; i < 16; i++) {
+                assertEquals(1, hits.get(i), "index " + i);
+                assertEquals(0, ranBy[i], "index " + i + " ran on the caller's thread");
+            }
+            pool.beforeJoin = null;
+            release.countDown();
+            // the revoked worker must not run the old job when released; later jobs still run every index once
+            boolean workerTookPart = false;
+            for (int round = 0; round < 200 && !workerTookPart; round++) {
+                java.util.concurrent.atomic.AtomicIntegerArray again = new java.util.concurrent.atomic.AtomicIntegerArray(64);
+                java.util.concurrent.atomic.AtomicBoolean byWorker = new java.util.concurrent.atomic.AtomicBoolean();
+                pool.run(64, (from, to) -> {
+                    if (pool.threadIndex() == 1) {
+                        byWorker.set(true);
+                    }
+                    for (int i = from; i < to; i++) {
+                        again.incrementAndGet(i);
+                    }
+                    try {
+                        Thread.sleep(1);   // long chunks: the worker joins before the caller has claimed them all
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                });
+                for (int i = 0; i < 64; i++) {
+                    assertEquals(1, again.get(i), "round " + round + ", index " + i);
+                }
+                workerTookPart = byWorker.get();
+            }
+            for (int i = 0; i < 16; i++) {
+                assertEquals(1, hits.get(i), "the revoked worker ran nothing of the first job: index " + i);
+            }
+            assertTrue(workerTookPart, "the released worker joined later jobs");
+        }
+    }
+
+    /** A caller whose chunk threw stops claiming: it must not revoke the late worker, which takes what is left. */
+    @Test
+    void aCallerWhoseChunkThrewDoesNotRevokeTheWorkerThatMustFinishTheRest() {
+        try (WorkerPool pool = new WorkerPool(2)) {
+            java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+            pool.beforeJoin = () -> {
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            };
+            java.util.concurrent.atomic.AtomicIntegerArray hits = new java.util.concurrent.atomic.AtomicIntegerArray(16);
+            IllegalStateException thrown = assertThrows(IllegalStateException.class, () ->
+                    org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(java.time.Duration.ofSeconds(60), () ->
+                            pool.run(16, (from, to) -> {
+                                if (from == 0) {   // the caller's first chunk; the worker is still held
+                                    Thread releaser = new Thread(() -> {   // after the caller has decided
+                                        try {
+                                            Thread.sleep(200);
+                                        } catch (InterruptedException e) {
+                                            Thread.currentThread().interrupt();
+                                        }
+                                        release.countDown();
+                                    });
+                                    releaser.start();
+                                    throw new IllegalStateException("chunk 0");
+                                }
+                                for (int i = from; i < to; i++) {
+                                    hits.incrementAndGet(i);
+                                }
+                            })));
+            assertEquals("chunk 0", thrown.getMessage());
+            int firstChunkEnd = 16 / (2 * 4);   // 8 chunks of 2
+            for (int i = 0; i < 16; i++) {
+                assertEquals(i < firstChunkEnd ? 0 : 1, hits.get(i), "index " + i);
+            }
+        }
+    }
+
     @Test
     void rejectsZeroThreads() {
         assertThrows(IllegalArgumentException.class, () -> new WorkerPool(0));
