@@ -240,6 +240,12 @@ public final class BlasKernels implements Kernels {
     }
 
     @Override
+    public void attendGroup(float[] out, int outOff, float[] q, int qOff, int group, float[] keys, float[] values,
+                            int kvOff, int kvStride, int len, int headDim, float scale, float[] scores) {
+        java.attendGroup(out, outOff, q, qOff, group, keys, values, kvOff, kvStride, len, headDim, scale, scores);
+    }
+
+    @Override
     public void gatherRow(float[] out, int outOff, Matrix m, int row) {
         java.gatherRow(out, outOff, m, row);
     }

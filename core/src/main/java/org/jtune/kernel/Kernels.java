@@ -79,6 +79,20 @@ public interface Kernels {
     }
 
     /**
+     * {@link #attend} for {@code group} query heads that share one kv head (grouped-query attention): head g's
+     * query starts at {@code qOff + g * headDim} and its output at {@code outOff + g * headDim}. The same
+     * result, bit for bit, as attend per head; an implementation may pass over the keys and values once for
+     * the whole group. scores needs {@code group * len} free elements.
+     */
+    default void attendGroup(float[] out, int outOff, float[] q, int qOff, int group, float[] keys, float[] values,
+                             int kvOff, int kvStride, int len, int headDim, float scale, float[] scores) {
+        for (int g = 0; g < group; g++) {
+            attend(out, outOff + g * headDim, q, qOff + g * headDim, keys, values, kvOff, kvStride, len, headDim,
+                    scale, scores);
+        }
+    }
+
+    /**
      * Backward of {@link #matmul} for its input: {@code dx[t, c] += sum_r dy[t, r] * w[r, c]}.
      * dx (tokens, w.cols), dy (tokens, w.rows).
      */

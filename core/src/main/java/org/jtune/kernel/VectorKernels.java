@@ -584,11 +584,23 @@ public final class VectorKernels implements Kernels {
      * accumulators into one vector of eight scores ({@link VectorMath#merge1} and on: the same sums, bit
      * for bit, as eight sumLanes, at a fifth of the operations; the per-key lane sums were most of the
      * time of a 64-wide head). Then accumulates four weighted value rows per pass into out, so out is
-     * loaded and stored once per four positions.
+     * loaded and stored once per four positions. One head is a group of one ({@link #attendGroup}).
      */
     @Override
     public void attend(float[] out, int outOff, float[] q, int qOff, float[] keys, float[] values, int kvOff,
                        int kvStride, int len, int headDim, float scale, float[] scores) {
+        attendGroup(out, outOff, q, qOff, 1, keys, values, kvOff, kvStride, len, headDim, scale, scores);
+    }
+
+    /**
+     * {@link #attend}'s passes with the group's heads inside each block of keys or values: a block (eight
+     * keys, four value rows: 1-2 KiB at head width 64) is read from memory for the first head and from L1 for
+     * the others, so a kv head's rows stream in once per group instead of once per query head. Each head's
+     * sums run in the same order as attend's, so the results are the same bits.
+     */
+    @Override
+    public void attendGroup(float[] out, int outOff, float[] q, int qOff, int group, float[] keys, float[] values,
+                            int kvOff, int kvStride, int len, int headDim, float scale, float[] scores) {
         float[] sc = VectorMath.scratch();
         int bound = F.loopBound(headDim);
         int j = 0;
@@ -596,86 +608,102 @@ public final class VectorKernels implements Kernels {
             FloatVector scaleV = FloatVector.broadcast(F, scale);
             for (; j + 8 <= len; j += 8) {
                 int k0 = kvOff + j * kvStride;
-                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-                for (int i = 0; i < headDim; i += L) {
-                    FloatVector qv = FloatVector.fromArray(F, q, qOff + i);
-                    int k = k0 + i;
-                    a0 = qv.fma(FloatVector.fromArray(F, keys, k), a0);
-                    a1 = qv.fma(FloatVector.fromArray(F, keys, k + kvStride), a1);
-                    a2 = qv.fma(FloatVector.fromArray(F, keys, k + 2 * kvStride), a2);
-                    a3 = qv.fma(FloatVector.fromArray(F, keys, k + 3 * kvStride), a3);
-                    a4 = qv.fma(FloatVector.fromArray(F, keys, k + 4 * kvStride), a4);
-                    a5 = qv.fma(FloatVector.fromArray(F, keys, k + 5 * kvStride), a5);
-                    a6 = qv.fma(FloatVector.fromArray(F, keys, k + 6 * kvStride), a6);
-                    a7 = qv.fma(FloatVector.fromArray(F, keys, k + 7 * kvStride), a7);
-                }
-                FloatVector z = VectorMath.merge4(
-                        VectorMath.merge2(VectorMath.merge1(a0, a1), VectorMath.merge1(a2, a3)),
-                        VectorMath.merge2(VectorMath.merge1(a4, a5), VectorMath.merge1(a6, a7)));
-                z = VectorMath.fold8(z).mul(scaleV);   // lane p: key j + p
-                if (L == 8) {
-                    z.intoArray(scores, j);
-                } else {
-                    z.intoArray(scores, j, LOW8);
+                for (int g = 0; g < group; g++) {
+                    int qg = qOff + g * headDim;
+                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+                    for (int i = 0; i < headDim; i += L) {
+                        FloatVector qv = FloatVector.fromArray(F, q, qg + i);
+                        int k = k0 + i;
+                        a0 = qv.fma(FloatVector.fromArray(F, keys, k), a0);
+                        a1 = qv.fma(FloatVector.fromArray(F, keys, k + kvStride), a1);
+                        a2 = qv.fma(FloatVector.fromArray(F, keys, k + 2 * kvStride), a2);
+                        a3 = qv.fma(FloatVector.fromArray(F, keys, k + 3 * kvStride), a3);
+                        a4 = qv.fma(FloatVector.fromArray(F, keys, k + 4 * kvStride), a4);
+                        a5 = qv.fma(FloatVector.fromArray(F, keys, k + 5 * kvStride), a5);
+                        a6 = qv.fma(FloatVector.fromArray(F, keys, k + 6 * kvStride), a6);
+                        a7 = qv.fma(FloatVector.fromArray(F, keys, k + 7 * kvStride), a7);
+                    }
+                    FloatVector z = VectorMath.merge4(
+                            VectorMath.merge2(VectorMath.merge1(a0, a1), VectorMath.merge1(a2, a3)),
+                            VectorMath.merge2(VectorMath.merge1(a4, a5), VectorMath.merge1(a6, a7)));
+                    z = VectorMath.fold8(z).mul(scaleV);   // lane p: key j + p
+                    if (L == 8) {
+                        z.intoArray(scores, g * len + j);
+                    } else {
+                        z.intoArray(scores, g * len + j, LOW8);
+                    }
                 }
             }
         }
         for (; j + 4 <= len; j += 4) {
             int k0 = kvOff + j * kvStride, k1 = k0 + kvStride, k2 = k1 + kvStride, k3 = k2 + kvStride;
-            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            int i = 0;
-            for (; i < bound; i += L) {
-                FloatVector qv = FloatVector.fromArray(F, q, qOff + i);
-                a0 = qv.fma(FloatVector.fromArray(F, keys, k0 + i), a0);
-                a1 = qv.fma(FloatVector.fromArray(F, keys, k1 + i), a1);
-                a2 = qv.fma(FloatVector.fromArray(F, keys, k2 + i), a2);
-                a3 = qv.fma(FloatVector.fromArray(F, keys, k3 + i), a3);
+            for (int g = 0; g < group; g++) {
+                int qg = qOff + g * headDim;
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                int i = 0;
+                for (; i < bound; i += L) {
+                    FloatVector qv = FloatVector.fromArray(F, q, qg + i);
+                    a0 = qv.fma(FloatVector.fromArray(F, keys, k0 + i), a0);
+                    a1 = qv.fma(FloatVector.fromArray(F, keys, k1 + i), a1);
+                    a2 = qv.fma(FloatVector.fromArray(F, keys, k2 + i), a2);
+                    a3 = qv.fma(FloatVector.fromArray(F, keys, k3 + i), a3);
+                }
+                a0.intoArray(sc, 0);
+                a1.intoArray(sc, L);
+                float s0 = VectorMath.sumLanes(sc, 0), s1 = VectorMath.sumLanes(sc, L);
+                a2.intoArray(sc, 2 * L);
+                a3.intoArray(sc, 3 * L);
+                float s2 = VectorMath.sumLanes(sc, 2 * L), s3 = VectorMath.sumLanes(sc, 3 * L);
+                for (; i < headDim; i++) {
+                    float qi = q[qg + i];
+                    s0 += qi * keys[k0 + i];
+                    s1 += qi * keys[k1 + i];
+                    s2 += qi * keys[k2 + i];
+                    s3 += qi * keys[k3 + i];
+                }
+                int at = g * len + j;
+                scores[at] = scale * s0;
+                scores[at + 1] = scale * s1;
+                scores[at + 2] = scale * s2;
+                scores[at + 3] = scale * s3;
             }
-            a0.intoArray(sc, 0);
-            a1.intoArray(sc, L);
-            float s0 = VectorMath.sumLanes(sc, 0), s1 = VectorMath.sumLanes(sc, L);
-            a2.intoArray(sc, 2 * L);
-            a3.intoArray(sc, 3 * L);
-            float s2 = VectorMath.sumLanes(sc, 2 * L), s3 = VectorMath.sumLanes(sc, 3 * L);
-            for (; i < headDim; i++) {
-                float qi = q[qOff + i];
-                s0 += qi * keys[k0 + i];
-                s1 += qi * keys[k1 + i];
-                s2 += qi * keys[k2 + i];
-                s3 += qi * keys[k3 + i];
-            }
-            scores[j] = scale * s0;
-            scores[j + 1] = scale * s1;
-            scores[j + 2] = scale * s2;
-            scores[j + 3] = scale * s3;
         }
         for (; j < len; j++) {
-            scores[j] = scale * dot(q, qOff, keys, kvOff + j * kvStride, headDim);
+            for (int g = 0; g < group; g++) {
+                scores[g * len + j] = scale * dot(q, qOff + g * headDim, keys, kvOff + j * kvStride, headDim);
+            }
         }
-        softmax(scores, 0, len);
-        java.util.Arrays.fill(out, outOff, outOff + headDim, 0f);
+        for (int g = 0; g < group; g++) {
+            softmax(scores, g * len, len);
+        }
+        java.util.Arrays.fill(out, outOff, outOff + group * headDim, 0f);
         j = 0;
         for (; j + 4 <= len; j += 4) {
             int v0 = kvOff + j * kvStride, v1 = v0 + kvStride, v2 = v1 + kvStride, v3 = v2 + kvStride;
-            float p0 = scores[j], p1 = scores[j + 1], p2 = scores[j + 2], p3 = scores[j + 3];
-            FloatVector b0 = FloatVector.broadcast(F, p0), b1 = FloatVector.broadcast(F, p1);
-            FloatVector b2 = FloatVector.broadcast(F, p2), b3 = FloatVector.broadcast(F, p3);
-            int i = 0;
-            for (; i < bound; i += L) {
-                FloatVector o = FloatVector.fromArray(F, out, outOff + i);
-                o = FloatVector.fromArray(F, values, v0 + i).fma(b0, o);
-                o = FloatVector.fromArray(F, values, v1 + i).fma(b1, o);
-                o = FloatVector.fromArray(F, values, v2 + i).fma(b2, o);
-                o = FloatVector.fromArray(F, values, v3 + i).fma(b3, o);
-                o.intoArray(out, outOff + i);
-            }
-            for (; i < headDim; i++) {
-                out[outOff + i] += p0 * values[v0 + i] + p1 * values[v1 + i] + p2 * values[v2 + i]
-                        + p3 * values[v3 + i];
+            for (int g = 0; g < group; g++) {
+                int og = outOff + g * headDim, at = g * len + j;
+                float p0 = scores[at], p1 = scores[at + 1], p2 = scores[at + 2], p3 = scores[at + 3];
+                FloatVector b0 = FloatVector.broadcast(F, p0), b1 = FloatVector.broadcast(F, p1);
+                FloatVector b2 = FloatVector.broadcast(F, p2), b3 = FloatVector.broadcast(F, p3);
+                int i = 0;
+                for (; i < bound; i += L) {
+                    FloatVector o = FloatVector.fromArray(F, out, og + i);
+                    o = FloatVector.fromArray(F, values, v0 + i).fma(b0, o);
+                    o = FloatVector.fromArray(F, values, v1 + i).fma(b1, o);
+                    o = FloatVector.fromArray(F, values, v2 + i).fma(b2, o);
+                    o = FloatVector.fromArray(F, values, v3 + i).fma(b3, o);
+                    o.intoArray(out, og + i);
+                }
+                for (; i < headDim; i++) {
+                    out[og + i] += p0 * values[v0 + i] + p1 * values[v1 + i] + p2 * values[v2 + i]
+                            + p3 * values[v3 + i];
+                }
             }
         }
         for (; j < len; j++) {
-            axpy(out, outOff, scores[j], values, kvOff + j * kvStride, headDim);
+            for (int g = 0; g < group; g++) {
+                axpy(out, outOff + g * headDim, scores[g * len + j], values, kvOff + j * kvStride, headDim);
+            }
         }
     }
 }

@@ -72,7 +72,7 @@ public final class DecoderState extends ModelState {
     public final float[] cos;      // (maxSeq, rotDim / 2) or empty
     public final float[] sin;      // (maxSeq, rotDim / 2) or empty
     private final LayerActs[] acts;
-    private final float[][] scores; // (threads) x (maxSeq): probabilities of one (token, head)
+    private final float[][] scores; // (threads) x (group x maxSeq): probabilities of one (token, kv head)'s query heads
     private final AttentionTask attention;
     private final boolean perLayer;
 
@@ -100,7 +100,7 @@ public final class DecoderState extends ModelState {
         } else {
             cos = sin = new float[0];
         }
-        scores = new float[pool.threads()][maxSeq];
+        scores = new float[pool.threads()][maxSeq * (d.numHeads / d.numKvHeads)];
         attention = new AttentionTask(kernels, pool);
     }
 
@@ -150,7 +150,8 @@ public final class DecoderState extends ModelState {
 
     /**
      * a.att = causal attention of the chunk's queries over cache positions {@code 0 .. start+t},
-     * parallel over (token, head) pairs; query head h reads kv head h / (heads / kvHeads).
+     * parallel over (token, kv head) pairs; query head h reads kv head h / (heads / kvHeads), and a kv
+     * head's query heads are attended together ({@link Kernels#attendGroup}), so its rows are read once.
      */
     public void attend(LayerActs a, int layer, int start, int n, float scale) {
         AttentionTask task = attention;
@@ -160,7 +161,7 @@ public final class DecoderState extends ModelState {
         task.start = start;
         task.tokens = n;
         task.scale = scale;
-        task.pool.run(n * dims.numHeads, task);
+        task.pool.run(n * dims.numKvHeads, task);
         task.acts = null;
     }
 
@@ -181,14 +182,14 @@ public final class DecoderState extends ModelState {
         public void run(int from, int to) {
             DecoderState s = state;
             Dims d = s.dims;
-            int heads = d.numHeads, hd = d.headDim, group = heads / d.numKvHeads, qd = d.qDim();
+            int kvHeads = d.numKvHeads, hd = d.headDim, group = d.numHeads / kvHeads, qd = d.qDim();
             float[] sc = s.scores[pool.threadIndex()];
             float[] keys = s.cache.keys[layer], values = s.cache.values[layer];
             for (int i = from; i < to; i++) {
-                int t = i / heads, head = i % heads;
-                int off = t * qd + head * hd;
-                kernels.attend(acts.att, off, acts.q, off, keys, values, s.cache.index(head / group, 0), hd, start + t + 1, hd,
-                        scale, sc);
+                int t = i / kvHeads, kv = i % kvHeads;
+                int off = t * qd + kv * group * hd;
+                kernels.attendGroup(acts.att, off, acts.q, off, group, keys, values, s.cache.index(kv, 0), hd, start + t + 1,
+                        hd, scale, sc);
             }
         }
     }

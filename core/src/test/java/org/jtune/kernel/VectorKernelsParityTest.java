@@ -485,6 +485,39 @@ class VectorKernelsParityTest {
         }
     }
 
+    /**
+     * Grouped-query heads attended together: each head the same bits as the vector kernel's attend of that
+     * head alone (the sums run in the same order), and close to the scalar twin's per-head attend.
+     */
+    @Test
+    void attendGroupIsAttendPerHead() {
+        Random rnd = new Random(13);
+        for (int group : new int[] {1, 2, 3, 8}) {
+            for (int headDim : new int[] {7, 16, 64, 65}) {
+                for (int len : new int[] {1, 3, 4, 7, 9, 17, 33, 257}) {
+                    int kvStride = headDim + 5, kvOff = 2, outOff = 3, qOff = 1;
+                    float[] keys = TestMatrices.randomFloats(rnd, kvOff + len * kvStride);
+                    float[] values = TestMatrices.randomFloats(rnd, kvOff + len * kvStride);
+                    float[] q = TestMatrices.randomFloats(rnd, qOff + group * headDim);
+                    float scale = (float) (1 / Math.sqrt(headDim));
+                    float[] grouped = new float[outOff + group * headDim + 2];
+                    VEC.attendGroup(grouped, outOff, q, qOff, group, keys, values, kvOff, kvStride, len, headDim, scale,
+                            new float[group * len + 1]);
+                    float[] alone = new float[grouped.length], scalar = new float[grouped.length];
+                    for (int g = 0; g < group; g++) {
+                        VEC.attend(alone, outOff + g * headDim, q, qOff + g * headDim, keys, values, kvOff, kvStride, len,
+                                headDim, scale, new float[len]);
+                    }
+                    REF.attendGroup(scalar, outOff, q, qOff, group, keys, values, kvOff, kvStride, len, headDim, scale,
+                            new float[group * len]);
+                    String what = "group=" + group + " headDim=" + headDim + " len=" + len;
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(alone, grouped, what);
+                    assertElementsClose(scalar, grouped, 10 * tol(Math.max(len, headDim)), what);
+                }
+            }
+        }
+    }
+
     @Test
     void rejectsMismatchedMatmulBuffers() {
         Matrix w = Matrix.ofFloats(new float[6], 2, 3);
