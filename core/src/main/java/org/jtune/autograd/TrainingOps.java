@@ -438,7 +438,7 @@ public final class TrainingOps implements Ops {
     private void attentionBackward(DecoderState.Dims d, DecoderState.LayerActs a, float[] keys, float[] values,
                                    float[] dAtt, float[] dQ, float[] dKeys, float[] dValues, int kvHead, int kvo,
                                    int start, int n, float scale) {
-        int heads = d.numHeads(), hd = d.headDim(), group = heads / d.numKvHeads(), qd = d.qDim();
+        int hd = d.headDim(), group = d.queriesPerKvHead(), qd = d.qDim();
         float[] p = new float[start + n], dP = new float[start + n];
         for (int head = kvHead * group; head < (kvHead + 1) * group; head++) {
             for (int t = 0; t < n; t++) {

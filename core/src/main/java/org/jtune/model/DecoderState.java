@@ -28,6 +28,11 @@ public final class DecoderState extends ModelState {
         public int kvDim() {
             return numKvHeads * headDim;
         }
+
+        /** Query heads per kv head (grouped-query attention; 1 for multi-head): head h reads kv head h / this. */
+        public int queriesPerKvHead() {
+            return numHeads / numKvHeads;
+        }
     }
 
     /**
@@ -100,7 +105,7 @@ public final class DecoderState extends ModelState {
         } else {
             cos = sin = new float[0];
         }
-        scores = new float[pool.threads()][maxSeq * (d.numHeads / d.numKvHeads)];
+        scores = new float[pool.threads()][maxSeq * d.queriesPerKvHead()];
         attention = new AttentionTask(kernels, pool);
     }
 
@@ -182,7 +187,7 @@ public final class DecoderState extends ModelState {
         public void run(int from, int to) {
             DecoderState s = state;
             Dims d = s.dims;
-            int kvHeads = d.numKvHeads, hd = d.headDim, group = d.numHeads / kvHeads, qd = d.qDim();
+            int kvHeads = d.numKvHeads, hd = d.headDim, group = d.queriesPerKvHead(), qd = d.qDim();
             float[] sc = s.scores[pool.threadIndex()];
             float[] keys = s.cache.keys[layer], values = s.cache.values[layer];
             for (int i = from; i < to; i++) {
