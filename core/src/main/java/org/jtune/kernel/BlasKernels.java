@@ -219,8 +219,8 @@ public final class BlasKernels implements Kernels {
     }
 
     @Override
-    public void softmax(float[] x, int off, int n) {
-        java.softmax(x, off, n);
+    public float softmax(float[] x, int off, int n) {
+        return java.softmax(x, off, n);
     }
 
     @Override
@@ -241,8 +241,10 @@ public final class BlasKernels implements Kernels {
 
     @Override
     public void attendGroup(float[] out, int outOff, float[] q, int qOff, int group, float[] keys, float[] values,
-                            int kvOff, int kvStride, int len, int headDim, float scale, float[] scores) {
-        java.attendGroup(out, outOff, q, qOff, group, keys, values, kvOff, kvStride, len, headDim, scale, scores);
+                            int kvOff, int kvStride, int len, int headDim, float scale, float[] scores, float[] lse,
+                            int lseOff) {
+        java.attendGroup(out, outOff, q, qOff, group, keys, values, kvOff, kvStride, len, headDim, scale, scores, lse,
+                lseOff);
     }
 
     @Override

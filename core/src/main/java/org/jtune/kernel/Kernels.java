@@ -38,8 +38,12 @@ public interface Kernels {
     /** LayerNorm of one row with biased variance (torch.nn.LayerNorm); bias may be null; out may alias x. */
     void layerNorm(float[] out, int outOff, float[] x, int xOff, float[] weight, float[] bias, float eps, int n);
 
-    /** In-place, numerically stable softmax of {@code x[off .. off+n)}. */
-    void softmax(float[] x, int off, int n);
+    /**
+     * In-place, numerically stable softmax of {@code x[off .. off+n)}. Returns the input's log-sum-exp
+     * ({@code max + log sum exp(x - max)}), with which softmaxes taken over separate ranges can be combined
+     * ({@link #combineAttention}).
+     */
+    float softmax(float[] x, int off, int n);
 
     /** SwiGLU gate: {@code gate[i] = silu(gate[i]) * up[i]}, i < n. */
     void siluMul(float[] gate, float[] up, int n);
@@ -68,14 +72,7 @@ public interface Kernels {
      */
     default void attend(float[] out, int outOff, float[] q, int qOff, float[] keys, float[] values, int kvOff,
                         int kvStride, int len, int headDim, float scale, float[] scores) {
-        for (int j = 0; j < len; j++) {
-            scores[j] = scale * dot(q, qOff, keys, kvOff + j * kvStride, headDim);
-        }
-        softmax(scores, 0, len);
-        java.util.Arrays.fill(out, outOff, outOff + headDim, 0f);
-        for (int j = 0; j < len; j++) {
-            axpy(out, outOff, scores[j], values, kvOff + j * kvStride, headDim);
-        }
+        attendGroup(out, outOff, q, qOff, 1, keys, values, kvOff, kvStride, len, headDim, scale, scores, null, 0);
     }
 
     /**
@@ -86,9 +83,54 @@ public interface Kernels {
      */
     default void attendGroup(float[] out, int outOff, float[] q, int qOff, int group, float[] keys, float[] values,
                              int kvOff, int kvStride, int len, int headDim, float scale, float[] scores) {
+        attendGroup(out, outOff, q, qOff, group, keys, values, kvOff, kvStride, len, headDim, scale, scores, null, 0);
+    }
+
+    /**
+     * {@link #attendGroup}, and, when {@code lse} is not null, head g's log-sum-exp of its scaled scores
+     * into {@code lse[lseOff + g]}: what {@link #combineAttention} needs to join attention over separate
+     * ranges of positions (a range starts where kvOff points).
+     */
+    default void attendGroup(float[] out, int outOff, float[] q, int qOff, int group, float[] keys, float[] values,
+                             int kvOff, int kvStride, int len, int headDim, float scale, float[] scores, float[] lse,
+                             int lseOff) {
         for (int g = 0; g < group; g++) {
-            attend(out, outOff + g * headDim, q, qOff + g * headDim, keys, values, kvOff, kvStride, len, headDim,
-                    scale, scores);
+            int qg = qOff + g * headDim, og = outOff + g * headDim;
+            for (int j = 0; j < len; j++) {
+                scores[j] = scale * dot(q, qg, keys, kvOff + j * kvStride, headDim);
+            }
+            float l = softmax(scores, 0, len);
+            if (lse != null) {
+                lse[lseOff + g] = l;
+            }
+            java.util.Arrays.fill(out, og, og + headDim, 0f);
+            for (int j = 0; j < len; j++) {
+                axpy(out, og, scores[j], values, kvOff + j * kvStride, headDim);
+            }
+        }
+    }
+
+    /**
+     * One head's attention over the union of {@code count} ranges of positions, from its attention over each
+     * ({@link #attendGroup} with lse): part p's output is {@code headDim} floats at
+     * {@code partOff + p * partStride} and its log-sum-exp is {@code lse[lseOff + p * lseStride]}; out is the
+     * parts weighted by {@code exp(lse_p - lse_all)}, which sum to one. Equals attention over all the
+     * positions at once up to rounding (flash-decoding's reduction).
+     */
+    default void combineAttention(float[] out, int outOff, float[] parts, int partOff, int partStride, float[] lse,
+                                  int lseOff, int lseStride, int count, int headDim) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int p = 0; p < count; p++) {
+            max = Math.max(max, lse[lseOff + p * lseStride]);
+        }
+        double sum = 0;
+        for (int p = 0; p < count; p++) {
+            sum += Math.exp(lse[lseOff + p * lseStride] - max);
+        }
+        java.util.Arrays.fill(out, outOff, outOff + headDim, 0f);
+        for (int p = 0; p < count; p++) {
+            float w = (float) (Math.exp(lse[lseOff + p * lseStride] - max) / sum);
+            axpy(out, outOff, w, parts, partOff + p * partStride, headDim);
         }
     }
 

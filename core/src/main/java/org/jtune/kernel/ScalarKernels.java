@@ -79,7 +79,7 @@ public final class ScalarKernels implements Kernels {
     }
 
     @Override
-    public void softmax(float[] x, int off, int n) {
+    public float softmax(float[] x, int off, int n) {
         float max = Float.NEGATIVE_INFINITY;
         for (int i = 0; i < n; i++) {
             max = Math.max(max, x[off + i]);
@@ -94,6 +94,7 @@ public final class ScalarKernels implements Kernels {
         for (int i = 0; i < n; i++) {
             x[off + i] *= inv;
         }
+        return max + (float) Math.log(sum);
     }
 
     @Override

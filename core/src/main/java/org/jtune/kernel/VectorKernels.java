@@ -474,10 +474,10 @@ public final class VectorKernels implements Kernels {
     }
 
     @Override
-    public void softmax(float[] x, int off, int n) {
+    public float softmax(float[] x, int off, int n) {
         float[] sc = VectorMath.scratch();
         if (n <= 0) {
-            return;
+            return Float.NEGATIVE_INFINITY;
         }
         int bound = F.loopBound(n);
         int i = 0;
@@ -515,6 +515,7 @@ public final class VectorKernels implements Kernels {
         for (; i < n; i++) {
             x[off + i] *= inv;
         }
+        return max + (float) Math.log(sum);
     }
 
     @Override
@@ -589,7 +590,7 @@ public final class VectorKernels implements Kernels {
     @Override
     public void attend(float[] out, int outOff, float[] q, int qOff, float[] keys, float[] values, int kvOff,
                        int kvStride, int len, int headDim, float scale, float[] scores) {
-        attendGroup(out, outOff, q, qOff, 1, keys, values, kvOff, kvStride, len, headDim, scale, scores);
+        attendGroup(out, outOff, q, qOff, 1, keys, values, kvOff, kvStride, len, headDim, scale, scores, null, 0);
     }
 
     /**
@@ -600,7 +601,8 @@ public final class VectorKernels implements Kernels {
      */
     @Override
     public void attendGroup(float[] out, int outOff, float[] q, int qOff, int group, float[] keys, float[] values,
-                            int kvOff, int kvStride, int len, int headDim, float scale, float[] scores) {
+                            int kvOff, int kvStride, int len, int headDim, float scale, float[] scores, float[] lse,
+                            int lseOff) {
         float[] sc = VectorMath.scratch();
         int bound = F.loopBound(headDim);
         int j = 0;
@@ -674,7 +676,10 @@ public final class VectorKernels implements Kernels {
             }
         }
         for (int g = 0; g < group; g++) {
-            softmax(scores, g * len, len);
+            float l = softmax(scores, g * len, len);
+            if (lse != null) {
+                lse[lseOff + g] = l;
+            }
         }
         java.util.Arrays.fill(out, outOff, outOff + group * headDim, 0f);
         j = 0;

@@ -79,6 +79,19 @@ public final class DecoderState extends ModelState {
     private final LayerActs[] acts;
     private final float[][] scores; // (threads) x (group x maxSeq): probabilities of one (token, kv head)'s query heads
     private final AttentionTask attention;
+    /**
+     * Most parts a kv head's positions are split into for one token (see {@link #attend}), so that a decode step
+     * has about {@link #ATTENTION_ITEMS} (kv head, part) items; with {@code partOut} (parts x qDim, each kv
+     * head's parts together) and {@code partLse} (parts x heads) the parts' outputs and log-sum-exps.
+     */
+    private final int maxParts;
+    private final float[] partOut, partLse;
+    private int partPositions = ATTENTION_PART;
+
+    /** Items a decode step's attention is split into when the context is long enough: several per thread. */
+    static final int ATTENTION_ITEMS = 16;
+    /** Fewest positions per part: below this, joining the parts costs more than the balance gains. */
+    public static final int ATTENTION_PART = 256;
     private final boolean perLayer;
 
     /** A state running its forward through {@code ops}; one activation set per layer when the ops keep activations. */
@@ -107,6 +120,20 @@ public final class DecoderState extends ModelState {
         }
         scores = new float[pool.threads()][maxSeq * d.queriesPerKvHead()];
         attention = new AttentionTask(kernels, pool);
+        maxParts = Math.max(1, (ATTENTION_ITEMS + d.numKvHeads - 1) / d.numKvHeads);
+        partOut = new float[maxParts > 1 ? maxParts * d.qDim() : 0];
+        partLse = new float[maxParts > 1 ? maxParts * d.numHeads : 0];
+    }
+
+    /**
+     * Fewest positions per part when one token's attention is split ({@link #attend}); {@link #ATTENTION_PART}
+     * unless changed, {@code Integer.MAX_VALUE} never splits (to measure or test either path).
+     */
+    public void attentionPartPositions(int positions) {
+        if (positions < 1) {
+            throw new IllegalArgumentException("positions per attention part must be at least 1, got " + positions);
+        }
+        partPositions = positions;
     }
 
     /** The activations of layer l. */
@@ -157,17 +184,32 @@ public final class DecoderState extends ModelState {
      * a.att = causal attention of the chunk's queries over cache positions {@code 0 .. start+t},
      * parallel over (token, kv head) pairs; query head h reads kv head h / (heads / kvHeads), and a kv
      * head's query heads are attended together ({@link Kernels#attendGroup}), so its rows are read once.
+     * A single token with a long context has too few kv heads to keep the threads evenly busy (SmolLM2's
+     * three on two threads, one on any number for multi-query): its positions are then split into parts of at
+     * least {@link #attentionPartPositions} each, attended in parallel and joined by their log-sum-exps
+     * ({@link Kernels#combineAttention}). The split depends on the context length only, never on the thread
+     * count, so the result does not either.
      */
     public void attend(LayerActs a, int layer, int start, int n, float scale) {
         AttentionTask task = attention;
+        int parts = n == 1 ? Math.min(maxParts, (start + 1) / partPositions) : 1;
         task.state = this;
         task.acts = a;
         task.layer = layer;
         task.start = start;
         task.tokens = n;
         task.scale = scale;
-        task.pool.run(n * dims.numKvHeads, task);
+        task.parts = Math.max(1, parts);
+        task.pool.run(n * dims.numKvHeads * task.parts, task);
         task.acts = null;
+        if (parts > 1) {
+            int hd = dims.headDim, group = dims.queriesPerKvHead();
+            for (int h = 0; h < dims.numHeads; h++) {
+                int kv = h / group, g = h % group;
+                task.kernels.combineAttention(a.att, h * hd, partOut, kv * parts * group * hd + g * hd, group * hd,
+                        partLse, kv * parts * group + g, group, parts, hd);
+            }
+        }
     }
 
     private static final class AttentionTask implements RangeTask {
@@ -175,7 +217,7 @@ public final class DecoderState extends ModelState {
         final WorkerPool pool;
         DecoderState state;
         LayerActs acts;
-        int layer, start, tokens;
+        int layer, start, tokens, parts;
         float scale;
 
         AttentionTask(Kernels kernels, WorkerPool pool) {
@@ -190,6 +232,16 @@ public final class DecoderState extends ModelState {
             int kvHeads = d.numKvHeads, hd = d.headDim, group = d.queriesPerKvHead(), qd = d.qDim();
             float[] sc = s.scores[pool.threadIndex()];
             float[] keys = s.cache.keys[layer], values = s.cache.values[layer];
+            if (parts > 1) {   // one token, item = (kv head, part): part p of the positions 0 .. start
+                int len = start + 1;
+                for (int i = from; i < to; i++) {
+                    int kv = i / parts, p = i % parts;
+                    int p0 = (int) ((long) len * p / parts), p1 = (int) ((long) len * (p + 1) / parts);
+                    kernels.attendGroup(s.partOut, i * group * hd, acts.q, kv * group * hd, group, keys, values,
+                            s.cache.index(kv, p0), hd, p1 - p0, hd, scale, sc, s.partLse, i * group);
+                }
+                return;
+            }
             for (int i = from; i < to; i++) {
                 int t = i / kvHeads, kv = i % kvHeads;
                 int off = t * qd + kv * group * hd;

@@ -428,9 +428,18 @@ class VectorKernelsParityTest {
                 x[i] = (rnd.nextFloat() - 0.5f) * 20f;
             }
             float[] e = x.clone(), a = x.clone();
-            REF.softmax(e, 3, n);
-            VEC.softmax(a, 3, n);
+            float lseRef = REF.softmax(e, 3, n), lseVec = VEC.softmax(a, 3, n);
             assertElementsClose(e, a, tol(n), "softmax n=" + n);
+            double max = Double.NEGATIVE_INFINITY, sum = 0;   // the log-sum-exp, in double
+            for (int i = 3; i < 3 + n; i++) {
+                max = Math.max(max, x[i]);
+            }
+            for (int i = 3; i < 3 + n; i++) {
+                sum += Math.exp(x[i] - max);
+            }
+            double lse = max + Math.log(sum);
+            assertEquals(lse, lseRef, 1e-5 * Math.max(1, Math.abs(lse)), "scalar log-sum-exp n=" + n);
+            assertEquals(lse, lseVec, 1e-5 * Math.max(1, Math.abs(lse)), "vector log-sum-exp n=" + n);
         }
     }
 
@@ -513,6 +522,57 @@ class VectorKernelsParityTest {
                     String what = "group=" + group + " headDim=" + headDim + " len=" + len;
                     org.junit.jupiter.api.Assertions.assertArrayEquals(alone, grouped, what);
                     assertElementsClose(scalar, grouped, 10 * tol(Math.max(len, headDim)), what);
+                }
+            }
+        }
+    }
+
+    /**
+     * A grouped attention split into ranges of positions and joined by the ranges' log-sum-exps (decode's split
+     * over threads) equals the attention over all positions at once, for both kernels; one range gives the
+     * same bits as no split.
+     */
+    @Test
+    void attentionOverRangesCombinesToTheWhole() {
+        Random rnd = new Random(14);
+        for (Kernels k : new Kernels[] {REF, VEC}) {
+            for (int group : new int[] {1, 3}) {
+                for (int headDim : new int[] {7, 64}) {
+                    for (int len : new int[] {2, 9, 100, 513}) {
+                        int kvStride = headDim, kvOff = 5;
+                        float[] keys = TestMatrices.randomFloats(rnd, kvOff + len * kvStride);
+                        float[] values = TestMatrices.randomFloats(rnd, kvOff + len * kvStride);
+                        float[] q = TestMatrices.randomFloats(rnd, group * headDim);
+                        for (int i = 0; i < q.length; i++) {
+                            q[i] *= 8;   // peaked scores, so the parts' weights differ by orders of magnitude
+                        }
+                        float scale = (float) (1 / Math.sqrt(headDim));
+                        float[] whole = new float[group * headDim];
+                        k.attendGroup(whole, 0, q, 0, group, keys, values, kvOff, kvStride, len, headDim, scale,
+                                new float[group * len]);
+                        for (int parts = 1; parts <= Math.min(len, 4); parts++) {
+                            float[] partOut = new float[parts * group * headDim], lse = new float[parts * group];
+                            for (int p = 0; p < parts; p++) {
+                                int p0 = len * p / parts, p1 = len * (p + 1) / parts;
+                                k.attendGroup(partOut, p * group * headDim, q, 0, group, keys, values,
+                                        kvOff + p0 * kvStride, kvStride, p1 - p0, headDim, scale,
+                                        new float[group * len], lse, p * group);
+                            }
+                            float[] joined = new float[group * headDim + 2];
+                            for (int g = 0; g < group; g++) {
+                                k.combineAttention(joined, 2 + g * headDim, partOut, g * headDim, group * headDim, lse, g,
+                                        group, parts, headDim);
+                            }
+                            float[] got = Arrays.copyOfRange(joined, 2, joined.length);
+                            String what = k.getClass().getSimpleName() + " group=" + group + " headDim=" + headDim
+                                    + " len=" + len + " parts=" + parts;
+                            if (parts == 1) {
+                                org.junit.jupiter.api.Assertions.assertArrayEquals(whole, got, what);
+                            } else {
+                                assertElementsClose(whole, got, 10 * tol(Math.max(len, headDim)), what);
+                            }
+                        }
+                    }
                 }
             }
         }

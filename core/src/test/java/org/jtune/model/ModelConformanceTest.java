@@ -170,6 +170,16 @@ class ModelConformanceTest {
                     float[] logits = stepwise.feed(ids[t]);
                     assertClose(full, t * vocab, logits, vocab, what + " one-by-one, position " + t);
                 }
+                // one-by-one with each token's attention split into parts of two positions and more (the
+                // threads' split of a long context, DecoderState#attend), joined by their log-sum-exps
+                ModelState split = model.newState(ids.length, 1);
+                assertTrue(split instanceof DecoderState, name + ": a decoder state");
+                ((DecoderState) split).attentionPartPositions(2);
+                float[] splitLogits = new float[vocab];
+                for (int t = 0; t < ids.length; t++) {
+                    model.forward(split, ids, t, 1, splitLogits, false);
+                    assertClose(full, t * vocab, splitLogits, vocab, what + " one-by-one in attention parts, position " + t);
+                }
                 int[] chunks = {3, 1, 7, 2, 5, 11, 4};
                 Session chunked = new Session(model, ids.length, 11);
                 float[] got = new float[ids.length * vocab];
