@@ -584,8 +584,8 @@ public final class VectorKernels implements Kernels {
      * Scores eight cached keys per pass (each q vector loaded once for eight FMAs) and folds the eight
      * accumulators into one vector of eight scores ({@link VectorMath#merge1} and on: the same sums, bit
      * for bit, as eight sumLanes, at a fifth of the operations; the per-key lane sums were most of the
-     * time of a 64-wide head). Then accumulates four weighted value rows per pass into out, so out is
-     * loaded and stored once per four positions. One head is a group of one ({@link #attendGroup}).
+     * time of a 64-wide head). Then sums the weighted value rows in registers ({@link #weightedValues}).
+     * One head is a group of one ({@link #attendGroup}).
      */
     @Override
     public void attend(float[] out, int outOff, float[] q, int qOff, float[] keys, float[] values, int kvOff,
@@ -594,10 +594,11 @@ public final class VectorKernels implements Kernels {
     }
 
     /**
-     * {@link #attend}'s passes with the group's heads inside each block of keys or values: a block (eight
-     * keys, four value rows: 1-2 KiB at head width 64) is read from memory for the first head and from L1 for
-     * the others, so a kv head's rows stream in once per group instead of once per query head. Each head's
-     * sums run in the same order as attend's, so the results are the same bits.
+     * {@link #attend}'s passes with the group's heads inside each block of keys (eight keys: 2 KiB at head
+     * width 64), read from memory for the first head and from L1 for the others, and two heads per pass over
+     * the values, so a kv head's rows stream in once per group (its keys) or per two heads (its values) instead
+     * of once per query head. Each head's sums run in the same order as attend's, so the results are the same
+     * bits.
      */
     @Override
     public void attendGroup(float[] out, int outOff, float[] q, int qOff, int group, float[] keys, float[] values,
@@ -681,33 +682,81 @@ public final class VectorKernels implements Kernels {
                 lse[lseOff + g] = l;
             }
         }
-        java.util.Arrays.fill(out, outOff, outOff + group * headDim, 0f);
-        j = 0;
-        for (; j + 4 <= len; j += 4) {
-            int v0 = kvOff + j * kvStride, v1 = v0 + kvStride, v2 = v1 + kvStride, v3 = v2 + kvStride;
-            for (int g = 0; g < group; g++) {
-                int og = outOff + g * headDim, at = g * len + j;
-                float p0 = scores[at], p1 = scores[at + 1], p2 = scores[at + 2], p3 = scores[at + 3];
-                FloatVector b0 = FloatVector.broadcast(F, p0), b1 = FloatVector.broadcast(F, p1);
-                FloatVector b2 = FloatVector.broadcast(F, p2), b3 = FloatVector.broadcast(F, p3);
-                int i = 0;
-                for (; i < bound; i += L) {
-                    FloatVector o = FloatVector.fromArray(F, out, og + i);
-                    o = FloatVector.fromArray(F, values, v0 + i).fma(b0, o);
-                    o = FloatVector.fromArray(F, values, v1 + i).fma(b1, o);
-                    o = FloatVector.fromArray(F, values, v2 + i).fma(b2, o);
-                    o = FloatVector.fromArray(F, values, v3 + i).fma(b3, o);
-                    o.intoArray(out, og + i);
+        weightedValues(out, outOff, group, values, kvOff, kvStride, len, headDim, scores);
+    }
+
+    /**
+     * out (group heads of headDim) = each head's probabilities (scores, len per head) times the value rows. The
+     * sums live in registers for the whole pass over the positions (four vectors of a head, two heads at a
+     * time, which share each loaded value vector): accumulating into out in memory chained every step through a
+     * store and a reload, at half this speed. Each head's sums are the same sequential FMAs whether or not it
+     * is paired, so a group gives the same bits as its heads alone. Kept out of attendGroup (this class is not
+     * inlined): in one method with the scores, C2 stops intrinsifying the vectors.
+     */
+    private static void weightedValues(float[] out, int outOff, int group, float[] values, int kvOff, int kvStride,
+                                       int len, int headDim, float[] scores) {
+        int wide = headDim - headDim % (4 * L), bound = F.loopBound(headDim);
+        int g = 0;
+        for (; g + 2 <= group; g += 2) {   // two heads per pass
+            int og = outOff + g * headDim, oh = og + headDim, pg = g * len, ph = pg + len;
+            for (int i = 0; i < wide; i += 4 * L) {
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                for (int j = 0, v = kvOff + i; j < len; j++, v += kvStride) {
+                    FloatVector p = FloatVector.broadcast(F, scores[pg + j]), r = FloatVector.broadcast(F, scores[ph + j]);
+                    FloatVector v0 = FloatVector.fromArray(F, values, v), v1 = FloatVector.fromArray(F, values, v + L);
+                    FloatVector v2 = FloatVector.fromArray(F, values, v + 2 * L);
+                    FloatVector v3 = FloatVector.fromArray(F, values, v + 3 * L);
+                    a0 = v0.fma(p, a0);
+                    a1 = v1.fma(p, a1);
+                    a2 = v2.fma(p, a2);
+                    a3 = v3.fma(p, a3);
+                    b0 = v0.fma(r, b0);
+                    b1 = v1.fma(r, b1);
+                    b2 = v2.fma(r, b2);
+                    b3 = v3.fma(r, b3);
                 }
-                for (; i < headDim; i++) {
-                    out[og + i] += p0 * values[v0 + i] + p1 * values[v1 + i] + p2 * values[v2 + i]
-                            + p3 * values[v3 + i];
-                }
+                a0.intoArray(out, og + i);
+                a1.intoArray(out, og + i + L);
+                a2.intoArray(out, og + i + 2 * L);
+                a3.intoArray(out, og + i + 3 * L);
+                b0.intoArray(out, oh + i);
+                b1.intoArray(out, oh + i + L);
+                b2.intoArray(out, oh + i + 2 * L);
+                b3.intoArray(out, oh + i + 3 * L);
             }
         }
-        for (; j < len; j++) {
-            for (int g = 0; g < group; g++) {
-                axpy(out, outOff + g * headDim, scores[g * len + j], values, kvOff + j * kvStride, headDim);
+        for (; g < group; g++) {   // the last head of an odd group
+            int og = outOff + g * headDim, pg = g * len;
+            for (int i = 0; i < wide; i += 4 * L) {
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                for (int j = 0, v = kvOff + i; j < len; j++, v += kvStride) {
+                    FloatVector p = FloatVector.broadcast(F, scores[pg + j]);
+                    a0 = FloatVector.fromArray(F, values, v).fma(p, a0);
+                    a1 = FloatVector.fromArray(F, values, v + L).fma(p, a1);
+                    a2 = FloatVector.fromArray(F, values, v + 2 * L).fma(p, a2);
+                    a3 = FloatVector.fromArray(F, values, v + 3 * L).fma(p, a3);
+                }
+                a0.intoArray(out, og + i);
+                a1.intoArray(out, og + i + L);
+                a2.intoArray(out, og + i + 2 * L);
+                a3.intoArray(out, og + i + 3 * L);
+            }
+        }
+        for (g = 0; g < group; g++) {   // every head: single vectors past the last four, then lanes past the last vector
+            int og = outOff + g * headDim, pg = g * len;
+            for (int i = wide; i < bound; i += L) {
+                FloatVector a = FloatVector.zero(F);
+                for (int j = 0, v = kvOff + i; j < len; j++, v += kvStride) {
+                    a = FloatVector.fromArray(F, values, v).fma(FloatVector.broadcast(F, scores[pg + j]), a);
+                }
+                a.intoArray(out, og + i);
+            }
+            for (int i = bound; i < headDim; i++) {
+                float a = 0f;
+                for (int j = 0, v = kvOff + i; j < len; j++, v += kvStride) {
+                    a = Math.fma(values[v], scores[pg + j], a);
+                }
+                out[og + i] = a;
             }
         }
     }
