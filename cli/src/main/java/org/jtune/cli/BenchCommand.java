@@ -16,6 +16,7 @@ import org.jtune.model.Linear;
 import org.jtune.model.ModelInfo;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
@@ -41,6 +42,9 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--repeat", defaultValue = "3", paramLabel = "N", description = "runs; the best speeds are reported, decode's share of the bandwidth as the median over runs (default ${DEFAULT-VALUE})")
     int repeat;
+
+    @Mixin
+    KvCacheOption kvCache;
 
     @Option(names = "--no-machine", description = "skip measuring the machine's bandwidth and FMA peak")
     boolean noMachine;
@@ -130,7 +134,7 @@ final class BenchCommand implements Callable<Integer> {
             // this VM the same memory reads at about 35 or about 55 GB/s from one process (or minute) to the
             // next, so decode is judged against a probe taken next to it, not against one taken minutes apart
             double[] pagesGBps = new double[repeat], pairedShare = new double[repeat];
-            try (Session s = new Session(m, prompt + gen + 1, prompt)) {
+            try (Session s = new Session(m, prompt + gen + 1, prompt, kvCache.dtype())) {
                 for (int r = 0; r < repeat + 1; r++) {   // the first run warms up the JIT
                     s.reset();
                     long t0 = System.nanoTime();

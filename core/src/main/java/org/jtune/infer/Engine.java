@@ -120,11 +120,17 @@ public final class Engine implements AutoCloseable {
 
     /** A session with a context of {@code maxContext} tokens; 0 means the model's maximum, capped at {@value #DEFAULT_CONTEXT_CAP}. */
     public Session newSession(int maxContext) {
+        return newSession(maxContext, org.jtune.io.safetensors.DType.F32);
+    }
+
+    /** {@link #newSession(int)} with the KV cache in {@code kvCache}: F32, or BF16 (half the memory, keys and values rounded). */
+    public Session newSession(int maxContext, org.jtune.io.safetensors.DType kvCache) {
         int max = model.info().maxPositionEmbeddings();
         if (maxContext > max) {
             throw new JTuneException("context of " + maxContext + " tokens exceeds the model's maximum of " + max);
         }
-        return new Session(model, maxContext > 0 ? maxContext : Math.min(max, DEFAULT_CONTEXT_CAP));
+        return new Session(model, maxContext > 0 ? maxContext : Math.min(max, DEFAULT_CONTEXT_CAP),
+                Session.DEFAULT_MAX_CHUNK, kvCache);
     }
 
     /** Encodes text as a prompt: with the tokenizer's special tokens (e.g. BOS) when the session is empty. */

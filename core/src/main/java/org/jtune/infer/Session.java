@@ -2,6 +2,7 @@ package org.jtune.infer;
 
 import java.util.Arrays;
 import org.jtune.JTuneException;
+import org.jtune.io.safetensors.DType;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.ModelState;
 
@@ -26,11 +27,16 @@ public final class Session implements AutoCloseable {
     }
 
     public Session(LanguageModel model, int maxSeq, int maxChunk) {
+        this(model, maxSeq, maxChunk, DType.F32);
+    }
+
+    /** A session whose KV cache holds {@code kvCache}: F32, or BF16 (half the memory; keys and values rounded to bf16). */
+    public Session(LanguageModel model, int maxSeq, int maxChunk, DType kvCache) {
         if (maxSeq < 1) {
             throw new JTuneException("context size must be at least 1, got " + maxSeq);
         }
         this.model = model;
-        this.state = model.newState(maxSeq, maxChunk);
+        this.state = model.newState(maxSeq, maxChunk, kvCache);
         this.vocab = model.info().vocabSize();
         this.history = new int[maxSeq];
         this.logits = new float[vocab];

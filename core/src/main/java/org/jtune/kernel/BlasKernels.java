@@ -248,6 +248,14 @@ public final class BlasKernels implements Kernels {
     }
 
     @Override
+    public void attendGroupBf16(float[] out, int outOff, float[] q, int qOff, int group, int[] keys, int[] values,
+                                int kvOff, int kvStride, int len, int headDim, float scale, float[] scores, float[] lse,
+                                int lseOff) {
+        java.attendGroupBf16(out, outOff, q, qOff, group, keys, values, kvOff, kvStride, len, headDim, scale, scores,
+                lse, lseOff);
+    }
+
+    @Override
     public void gatherRow(float[] out, int outOff, Matrix m, int row) {
         java.gatherRow(out, outOff, m, row);
     }

@@ -111,6 +111,54 @@ public interface Kernels {
     }
 
     /**
+     * {@link #attendGroup} over a bf16 KV cache packed two values per int ({@code org.jtune.model.KvCache}'s
+     * layout: element 2m of a row in the low half of int m, element 2m + 1 in the high half): kvOff and kvStride
+     * count elements and are even, headDim is even. scores needs {@code group * (len + headDim) + 8 * headDim}
+     * free elements (an implementation may keep q and widened keys there). lse as in attendGroup.
+     */
+    default void attendGroupBf16(float[] out, int outOff, float[] q, int qOff, int group, int[] keys, int[] values,
+                                 int kvOff, int kvStride, int len, int headDim, float scale, float[] scores,
+                                 float[] lse, int lseOff) {
+        int pairs = headDim / 2;
+        for (int g = 0; g < group; g++) {
+            int qg = qOff + g * headDim, og = outOff + g * headDim;
+            for (int j = 0; j < len; j++) {
+                int row = (kvOff + j * kvStride) / 2;
+                float s = 0f;
+                for (int m = 0; m < pairs; m++) {
+                    int w = keys[row + m];
+                    s += q[qg + 2 * m] * bf16Low(w) + q[qg + 2 * m + 1] * bf16High(w);
+                }
+                scores[j] = scale * s;
+            }
+            float l = softmax(scores, 0, len);
+            if (lse != null) {
+                lse[lseOff + g] = l;
+            }
+            java.util.Arrays.fill(out, og, og + headDim, 0f);
+            for (int j = 0; j < len; j++) {
+                int row = (kvOff + j * kvStride) / 2;
+                float p = scores[j];
+                for (int m = 0; m < pairs; m++) {
+                    int w = values[row + m];
+                    out[og + 2 * m] += p * bf16Low(w);
+                    out[og + 2 * m + 1] += p * bf16High(w);
+                }
+            }
+        }
+    }
+
+    /** The bf16 value in the low half of a packed pair, widened (exact). */
+    static float bf16Low(int packed) {
+        return Float.intBitsToFloat(packed << 16);
+    }
+
+    /** The bf16 value in the high half of a packed pair, widened (exact). */
+    static float bf16High(int packed) {
+        return Float.intBitsToFloat(packed & 0xFFFF0000);
+    }
+
+    /**
      * One head's attention over the union of {@code count} ranges of positions, from its attention over each
      * ({@link #attendGroup} with lse): part p's output is {@code headDim} floats at
      * {@code partOff + p * partStride} and its log-sum-exp is {@code lse[lseOff + p * lseStride]}; out is the

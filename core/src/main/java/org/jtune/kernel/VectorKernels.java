@@ -686,6 +686,138 @@ public final class VectorKernels implements Kernels {
     }
 
     /**
+     * Over a packed bf16 cache: q split per 2L-element block into its even and odd elements (as
+     * {@link MatmulBF16#splitX} splits x), so that a vector of packed pairs widens into the even elements by a
+     * shift and the odd ones by a mask; eight keys at a time widened into L1 ({@link #widenBf16Rows}) and scored
+     * by attendGroup's eight-key code (kept small: with the widening in the same method, C2 stops intrinsifying);
+     * the values weighted in registers ({@link #weightedValuesBf16}). Head widths that are not a multiple of
+     * 2L take the interface's scalar loops.
+     */
+    @Override
+    public void attendGroupBf16(float[] out, int outOff, float[] q, int qOff, int group, int[] keys, int[] values,
+                                int kvOff, int kvStride, int len, int headDim, float scale, float[] scores,
+                                float[] lse, int lseOff) {
+        if (L < 8 || L > 16 || headDim % (2 * L) != 0) {
+            Kernels.super.attendGroupBf16(out, outOff, q, qOff, group, keys, values, kvOff, kvStride, len, headDim,
+                    scale, scores, lse, lseOff);
+            return;
+        }
+        int qs = group * len, kb = qs + group * headDim;   // in scores: q split, then eight widened keys
+        for (int g = 0; g < group; g++) {
+            for (int c = 0; c < headDim; c += 2 * L) {
+                for (int m = 0; m < L; m++) {
+                    scores[qs + g * headDim + c + m] = q[qOff + g * headDim + c + 2 * m];
+                    scores[qs + g * headDim + c + L + m] = q[qOff + g * headDim + c + 2 * m + 1];
+                }
+            }
+        }
+        scoresBf16(scores, qs, group, keys, kvOff, kvStride, len, headDim, scale, kb);
+        for (int g = 0; g < group; g++) {
+            float l = softmax(scores, g * len, len);
+            if (lse != null) {
+                lse[lseOff + g] = l;
+            }
+        }
+        weightedValuesBf16(out, outOff, group, values, kvOff, kvStride, len, headDim, scores, qs);
+    }
+
+    /** Scores of every key for the group's split queries (at qs in scores), eight keys widened at a time into kb. */
+    private void scoresBf16(float[] scores, int qs, int group, int[] keys, int kvOff, int kvStride, int len,
+                            int headDim, float scale, int kb) {
+        FloatVector scaleV = FloatVector.broadcast(F, scale);
+        int j = 0;
+        for (; j + 8 <= len; j += 8) {
+            widenBf16Rows(scores, kb, keys, kvOff + j * kvStride, kvStride, 8, headDim);
+            for (int g = 0; g < group; g++) {
+                int qg = qs + g * headDim;
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+                for (int i = 0; i < headDim; i += L) {
+                    FloatVector qv = FloatVector.fromArray(F, scores, qg + i);
+                    int k = kb + i;
+                    a0 = qv.fma(FloatVector.fromArray(F, scores, k), a0);
+                    a1 = qv.fma(FloatVector.fromArray(F, scores, k + headDim), a1);
+                    a2 = qv.fma(FloatVector.fromArray(F, scores, k + 2 * headDim), a2);
+                    a3 = qv.fma(FloatVector.fromArray(F, scores, k + 3 * headDim), a3);
+                    a4 = qv.fma(FloatVector.fromArray(F, scores, k + 4 * headDim), a4);
+                    a5 = qv.fma(FloatVector.fromArray(F, scores, k + 5 * headDim), a5);
+                    a6 = qv.fma(FloatVector.fromArray(F, scores, k + 6 * headDim), a6);
+                    a7 = qv.fma(FloatVector.fromArray(F, scores, k + 7 * headDim), a7);
+                }
+                FloatVector z = VectorMath.merge4(
+                        VectorMath.merge2(VectorMath.merge1(a0, a1), VectorMath.merge1(a2, a3)),
+                        VectorMath.merge2(VectorMath.merge1(a4, a5), VectorMath.merge1(a6, a7)));
+                z = VectorMath.fold8(z).mul(scaleV);   // lane p: key j + p
+                if (L == 8) {
+                    z.intoArray(scores, g * len + j);
+                } else {
+                    z.intoArray(scores, g * len + j, LOW8);
+                }
+            }
+        }
+        if (j < len) {   // the last keys, fewer than eight
+            int rows = len - j;
+            widenBf16Rows(scores, kb, keys, kvOff + j * kvStride, kvStride, rows, headDim);
+            for (int r = 0; r < rows; r++) {
+                for (int g = 0; g < group; g++) {
+                    scores[g * len + j + r] = scale * dot(scores, qs + g * headDim, scores, kb + r * headDim, headDim);
+                }
+            }
+        }
+    }
+
+    /** rows packed bf16 key rows from kvOff (elements) widened into buf at kb, headDim apart, each 2L block split. */
+    private static void widenBf16Rows(float[] buf, int kb, int[] keys, int kvOff, int kvStride, int rows, int headDim) {
+        for (int r = 0; r < rows; r++) {
+            int src = (kvOff + r * kvStride) / 2, dst = kb + r * headDim;
+            for (int i = 0; i < headDim / 2; i += L) {
+                IntVector v = IntVector.fromArray(I, keys, src + i);
+                v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(buf, dst + 2 * i);
+                v.and(0xFFFF0000).reinterpretAsFloats().intoArray(buf, dst + 2 * i + L);
+            }
+        }
+    }
+
+    /**
+     * {@link #weightedValues} over packed bf16 values: per pass over the positions, one vector of packed pairs
+     * of two heads (the even and the odd elements of a 2L block, four sums in registers), written back
+     * interleaved through {@code scores[tmp ..]} (2L floats per head).
+     */
+    private static void weightedValuesBf16(float[] out, int outOff, int group, int[] values, int kvOff, int kvStride,
+                                           int len, int headDim, float[] scores, int tmp) {
+        int g = 0;
+        for (; g < group; g += 2) {
+            boolean two = g + 1 < group;
+            int pg = g * len, ph = two ? pg + len : pg;
+            for (int c = 0; c < headDim; c += 2 * L) {
+                FloatVector e = FloatVector.zero(F), o = e, e2 = e, o2 = e;
+                for (int j = 0, v = (kvOff + c) / 2; j < len; j++, v += kvStride / 2) {
+                    IntVector x = IntVector.fromArray(I, values, v);
+                    FloatVector lo = x.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+                    FloatVector hi = x.and(0xFFFF0000).reinterpretAsFloats();
+                    FloatVector p = FloatVector.broadcast(F, scores[pg + j]), r = FloatVector.broadcast(F, scores[ph + j]);
+                    e = lo.fma(p, e);
+                    o = hi.fma(p, o);
+                    e2 = lo.fma(r, e2);
+                    o2 = hi.fma(r, o2);
+                }
+                e.intoArray(scores, tmp);
+                o.intoArray(scores, tmp + L);
+                e2.intoArray(scores, tmp + 2 * L);
+                o2.intoArray(scores, tmp + 3 * L);
+                int og = outOff + g * headDim + c, oh = og + headDim;
+                for (int m = 0; m < L; m++) {
+                    out[og + 2 * m] = scores[tmp + m];
+                    out[og + 2 * m + 1] = scores[tmp + L + m];
+                    if (two) {
+                        out[oh + 2 * m] = scores[tmp + 2 * L + m];
+                        out[oh + 2 * m + 1] = scores[tmp + 3 * L + m];
+                    }
+                }
+            }
+        }
+    }
+
+    /**
      * out (group heads of headDim) = each head's probabilities (scores, len per head) times the value rows. The
      * sums live in registers for the whole pass over the positions (four vectors of a head, two heads at a
      * time, which share each loaded value vector): accumulating into out in memory chained every step through a

@@ -64,12 +64,12 @@ public abstract class DecoderModel implements LanguageModel {
     }
 
     @Override
-    public final ModelState newState(int maxSeq, int maxChunk, Ops ops) {
+    public final ModelState newState(int maxSeq, int maxChunk, Ops ops, org.jtune.io.safetensors.DType kvCache) {
         if (maxSeq > info.maxPositionEmbeddings()) {
             throw new JTuneException("context of " + maxSeq + " tokens exceeds what this " + info.modelType()
                     + " model supports (" + info.maxPositionEmbeddings() + "); use a smaller context");
         }
-        return new DecoderState(dims, rope, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool, ops);
+        return new DecoderState(dims, rope, maxSeq, Math.max(1, Math.min(maxChunk, maxSeq)), kernels, pool, ops, kvCache);
     }
 
     /**

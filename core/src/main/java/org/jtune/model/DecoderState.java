@@ -1,5 +1,6 @@
 package org.jtune.model;
 
+import org.jtune.io.safetensors.DType;
 import org.jtune.kernel.Kernels;
 import org.jtune.kernel.RangeTask;
 import org.jtune.kernel.WorkerPool;
@@ -96,7 +97,16 @@ public final class DecoderState extends ModelState {
 
     /** A state running its forward through {@code ops}; one activation set per layer when the ops keep activations. */
     public DecoderState(Dims d, Rope rope, int maxSeq, int maxChunk, Kernels kernels, WorkerPool pool, Ops ops) {
-        super(new KvCache(d.numLayers, maxSeq, d.numKvHeads, d.headDim), maxChunk);
+        this(d, rope, maxSeq, maxChunk, kernels, pool, ops, DType.F32);
+    }
+
+    /** The same with the KV cache in {@code kvCache}: F32, or BF16 for inference ({@link KvCache}). */
+    public DecoderState(Dims d, Rope rope, int maxSeq, int maxChunk, Kernels kernels, WorkerPool pool, Ops ops,
+                        DType kvCache) {
+        super(new KvCache(d.numLayers, maxSeq, d.numKvHeads, d.headDim, kvCache), maxChunk);
+        if (kvCache != DType.F32 && ops.keepsActivations()) {
+            throw new IllegalArgumentException("training reads the KV cache in f32; a " + kvCache + " cache is for inference");
+        }
         this.dims = d;
         this.ops = ops;
         this.perLayer = ops.keepsActivations();
@@ -118,7 +128,9 @@ public final class DecoderState extends ModelState {
         } else {
             cos = sin = new float[0];
         }
-        scores = new float[pool.threads()][maxSeq * d.queriesPerKvHead()];
+        // a bf16 cache's kernel also keeps the group's queries and eight widened keys there (Kernels#attendGroupBf16)
+        int group = d.queriesPerKvHead();
+        scores = new float[pool.threads()][group * maxSeq + (kvCache == DType.F32 ? 0 : (group + 8) * d.headDim)];
         attention = new AttentionTask(kernels, pool);
         maxParts = Math.max(1, (ATTENTION_ITEMS + d.numKvHeads - 1) / d.numKvHeads);
         partOut = new float[maxParts > 1 ? maxParts * d.qDim() : 0];
@@ -231,22 +243,38 @@ public final class DecoderState extends ModelState {
             Dims d = s.dims;
             int kvHeads = d.numKvHeads, hd = d.headDim, group = d.queriesPerKvHead(), qd = d.qDim();
             float[] sc = s.scores[pool.threadIndex()];
-            float[] keys = s.cache.keys[layer], values = s.cache.values[layer];
+            KvCache c = s.cache;
+            boolean packed = c.dtype == DType.BF16;
+            float[] keys = packed ? null : c.keys[layer], values = packed ? null : c.values[layer];
+            int[] packedKeys = packed ? c.packedKeys[layer] : null, packedValues = packed ? c.packedValues[layer] : null;
             if (parts > 1) {   // one token, item = (kv head, part): part p of the positions 0 .. start
                 int len = start + 1;
                 for (int i = from; i < to; i++) {
                     int kv = i / parts, p = i % parts;
                     int p0 = (int) ((long) len * p / parts), p1 = (int) ((long) len * (p + 1) / parts);
-                    kernels.attendGroup(s.partOut, i * group * hd, acts.q, kv * group * hd, group, keys, values,
-                            s.cache.index(kv, p0), hd, p1 - p0, hd, scale, sc, s.partLse, i * group);
+                    attendGroup(s.partOut, i * group * hd, kv * group * hd, group, keys, values, packedKeys,
+                            packedValues, c.index(kv, p0), p1 - p0, hd, sc, s.partLse, i * group);
                 }
                 return;
             }
             for (int i = from; i < to; i++) {
                 int t = i / kvHeads, kv = i % kvHeads;
                 int off = t * qd + kv * group * hd;
-                kernels.attendGroup(acts.att, off, acts.q, off, group, keys, values, s.cache.index(kv, 0), hd, start + t + 1,
-                        hd, scale, sc);
+                attendGroup(acts.att, off, off, group, keys, values, packedKeys, packedValues, c.index(kv, 0),
+                        start + t + 1, hd, sc, null, 0);
+            }
+        }
+
+        /** One kv head's group over {@code len} positions from {@code kvOff}, from whichever cache there is. */
+        private void attendGroup(float[] out, int outOff, int qOff, int group, float[] keys, float[] values,
+                                 int[] packedKeys, int[] packedValues, int kvOff, int len, int hd, float[] sc, float[] lse,
+                                 int lseOff) {
+            if (keys != null) {
+                kernels.attendGroup(out, outOff, acts.q, qOff, group, keys, values, kvOff, hd, len, hd, scale, sc, lse,
+                        lseOff);
+            } else {
+                kernels.attendGroupBf16(out, outOff, acts.q, qOff, group, packedKeys, packedValues, kvOff, hd, len, hd,
+                        scale, sc, lse, lseOff);
             }
         }
     }

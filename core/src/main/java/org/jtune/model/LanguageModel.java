@@ -14,11 +14,21 @@ public interface LanguageModel extends AutoCloseable {
         return newState(maxSeq, maxChunk, new InferenceOps(org.jtune.kernel.KernelProvider.get()));
     }
 
+    /** {@link #newState(int, int)} with the KV cache in {@code kvCache}: F32, or BF16 (half the memory, keys and values rounded). */
+    default ModelState newState(int maxSeq, int maxChunk, org.jtune.io.safetensors.DType kvCache) {
+        return newState(maxSeq, maxChunk, new InferenceOps(org.jtune.kernel.KernelProvider.get()), kvCache);
+    }
+
     /**
      * A state whose forward runs through {@code ops}: inference ops share one activation set across
      * layers; ops that keep activations (training) get one set per layer.
      */
-    ModelState newState(int maxSeq, int maxChunk, Ops ops);
+    default ModelState newState(int maxSeq, int maxChunk, Ops ops) {
+        return newState(maxSeq, maxChunk, ops, org.jtune.io.safetensors.DType.F32);
+    }
+
+    /** {@link #newState(int, int, Ops)} with the KV cache in {@code kvCache} (training needs F32). */
+    ModelState newState(int maxSeq, int maxChunk, Ops ops, org.jtune.io.safetensors.DType kvCache);
 
     /**
      * Runs {@code tokens[off .. off+n)} at positions {@code state.length() ..}, appends their keys and

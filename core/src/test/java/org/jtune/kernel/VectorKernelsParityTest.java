@@ -578,6 +578,56 @@ class VectorKernelsParityTest {
         }
     }
 
+    /**
+     * Attention over a bf16 cache packed two values per int: the vector kernel (its fast path at head widths of
+     * 2L multiples, the interface's loops otherwise) against the scalar twin, and both against the f32 kernel
+     * over the same values widened (bf16 values are exact in f32, so only the order of the sums differs),
+     * log-sum-exps included.
+     */
+    @Test
+    void attendGroupBf16MatchesScalarAndF32() {
+        Random rnd = new Random(15);
+        for (int group : new int[] {1, 2, 3}) {
+            for (int headDim : new int[] {8, 32, 64, 66, 128}) {
+                for (int len : new int[] {1, 7, 8, 9, 100, 257}) {
+                    int kvStride = headDim + 4, kvOff = 6;
+                    int elements = kvOff + len * kvStride;
+                    int[] keys = new int[elements / 2 + 1], values = new int[elements / 2 + 1];
+                    float[] keysF = new float[elements + 2], valuesF = new float[elements + 2];
+                    for (int i = 0; i < keys.length; i++) {
+                        keys[i] = rnd.nextInt();
+                        values[i] = rnd.nextInt();
+                        keys[i] = (keys[i] & 0x807F807F) | 0x3E003E00;   // exponents near 1: no inf, NaN or denormal
+                        values[i] = (values[i] & 0x807F807F) | 0x3E003E00;
+                        if (2 * i + 1 < keysF.length) {
+                            keysF[2 * i] = Kernels.bf16Low(keys[i]);
+                            keysF[2 * i + 1] = Kernels.bf16High(keys[i]);
+                            valuesF[2 * i] = Kernels.bf16Low(values[i]);
+                            valuesF[2 * i + 1] = Kernels.bf16High(values[i]);
+                        }
+                    }
+                    float[] q = TestMatrices.randomFloats(rnd, 1 + group * headDim);
+                    float scale = (float) (1 / Math.sqrt(headDim));
+                    int work = group * (len + headDim) + 8 * headDim;
+                    float[] vec = new float[2 + group * headDim], ref = vec.clone(), f32 = vec.clone();
+                    float[] lseVec = new float[group], lseRef = new float[group], lseF32 = new float[group];
+                    VEC.attendGroupBf16(vec, 2, q, 1, group, keys, values, kvOff, kvStride, len, headDim, scale,
+                            new float[work], lseVec, 0);
+                    REF.attendGroupBf16(ref, 2, q, 1, group, keys, values, kvOff, kvStride, len, headDim, scale,
+                            new float[work], lseRef, 0);
+                    VEC.attendGroup(f32, 2, q, 1, group, keysF, valuesF, kvOff, kvStride, len, headDim, scale,
+                            new float[group * len], lseF32, 0);
+                    String what = "group=" + group + " headDim=" + headDim + " len=" + len;
+                    double tol = 10 * tol(Math.max(len, headDim));
+                    assertElementsClose(ref, vec, tol, "vector against scalar, " + what);
+                    assertElementsClose(f32, vec, tol, "bf16 against f32 over the same values, " + what);
+                    assertElementsClose(lseRef, lseVec, tol, "log-sum-exp, vector against scalar, " + what);
+                    assertElementsClose(lseF32, lseVec, tol, "log-sum-exp, bf16 against f32, " + what);
+                }
+            }
+        }
+    }
+
     @Test
     void rejectsMismatchedMatmulBuffers() {
         Matrix w = Matrix.ofFloats(new float[6], 2, 3);

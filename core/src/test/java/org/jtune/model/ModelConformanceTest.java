@@ -11,6 +11,7 @@ import java.util.Arrays;
 import java.util.stream.Stream;
 import org.jtune.config.HfConfig;
 import org.jtune.infer.Session;
+import org.jtune.io.safetensors.DType;
 import org.jtune.io.safetensors.SafetensorsFile;
 import org.jtune.io.safetensors.SafetensorsWriter;
 import org.jtune.io.safetensors.TensorInfo;
@@ -31,6 +32,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 class ModelConformanceTest {
     /** Max |ours - ref| relative to max |ref| per sequence, for fp32 compute. */
     static final double LOGITS_REL_TOL = 1e-4;
+    /** The same with a bf16 KV cache: keys and values carry 8 significant bits instead of 24. */
+    static final double BF16_KV_REL_TOL = 1e-2;
 
     static Stream<String> goldenModels() throws IOException {
         try (Stream<Path> dirs = Files.list(Shared.path("models"))) {
@@ -192,6 +195,65 @@ class ModelConformanceTest {
                 assertClose(full, 0, got, full.length, what + " uneven chunks");
             }
         }
+    }
+
+    /**
+     * A bf16 KV cache (keys and values rounded to 8 significant bits, {@link KvCache}) keeps every model's
+     * decode close to the f32 full forward, one token at a time and in uneven chunks, and reproduces the
+     * reference's greedy tokens; training refuses it.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("goldenModels")
+    void bf16KvCacheStaysCloseToF32(String name) {
+        try (LanguageModel model = ModelRegistry.load(Shared.path("models/" + name), WeightLoader.Options.DECODE);
+             SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
+            int[] ids = ids(golden, "input_ids." + (sequenceCount(golden) - 1));
+            int vocab = model.info().vocabSize();
+            float[] full = new float[ids.length * vocab];
+            new Session(model, ids.length, ids.length).feedAllLogits(ids, 0, ids.length, full, 0);
+            Session stepwise = new Session(model, ids.length, 1, DType.BF16);
+            double worst = 0;
+            for (int t = 0; t < ids.length; t++) {
+                float[] logits = stepwise.feed(ids[t]);
+                worst = Math.max(worst, relativeDiff(full, t * vocab, logits, vocab));
+            }
+            Session chunked = new Session(model, ids.length, 7, DType.BF16);
+            float[] got = new float[ids.length * vocab];
+            for (int off = 0; off < ids.length; off += 7) {
+                int n = Math.min(7, ids.length - off);
+                chunked.feedAllLogits(ids, off, n, got, off * vocab);
+            }
+            worst = Math.max(worst, relativeDiff(full, 0, got, full.length));
+            System.out.printf("%s: bf16 KV cache, worst logits difference relative to max |logit| %.2e%n", name, worst);
+            assertTrue(worst <= BF16_KV_REL_TOL, name + ": bf16 KV cache logits differ by " + worst);
+
+            int[] prompt = ids(golden, "input_ids.0");
+            int[] expected = ids(golden, "greedy.0");
+            Session session = new Session(model, prompt.length + expected.length, Session.DEFAULT_MAX_CHUNK, DType.BF16);
+            float[] logits = session.feed(prompt);
+            int[] greedy = new int[expected.length];
+            for (int i = 0; i < greedy.length; i++) {
+                greedy[i] = org.jtune.infer.Sampler.argmax(logits, logits.length);
+                if (i + 1 < greedy.length) {
+                    logits = session.feed(greedy[i]);
+                }
+            }
+            assertArrayEquals(expected, greedy, name + ": greedy tokens with a bf16 KV cache");
+            IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                    () -> model.newState(4, 4, new org.jtune.autograd.TrainingOps(org.jtune.kernel.KernelProvider.get(),
+                            new org.jtune.autograd.Tape()), DType.BF16));
+            assertTrue(e.getMessage().contains("training"), e.getMessage());
+        }
+    }
+
+    /** Max |logits difference| relative to max |reference logit| (at least 1). */
+    private static double relativeDiff(float[] ref, int refOff, float[] got, int n) {
+        double maxRef = 0, maxDiff = 0;
+        for (int i = 0; i < n; i++) {
+            maxRef = Math.max(maxRef, Math.abs(ref[refOff + i]));
+            maxDiff = Math.max(maxDiff, Math.abs(ref[refOff + i] - got[i]));
+        }
+        return maxDiff / Math.max(1, maxRef);
     }
 
     private static void assertClose(float[] ref, int refOff, float[] got, int n, String what) {
