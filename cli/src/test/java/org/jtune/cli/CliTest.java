@@ -108,6 +108,18 @@ class CliTest {
         assertTrue(r.err().contains("tok/s decode"), r.err());
     }
 
+    /** A bf16 KV cache gives the f32 cache's greedy text on the trained model; an unknown precision is a clear error. */
+    @Test
+    void generateWithABf16KvCache() {
+        Run f32 = run("generate", "-m", REF, "-p", "The patient", "-n", "16", "--temperature", "0");
+        Run bf16 = run("generate", "-m", REF, "-p", "The patient", "-n", "16", "--temperature", "0", "--kv-cache", "bf16");
+        assertEquals(0, bf16.exit(), bf16.err());
+        assertEquals(f32.out(), bf16.out());
+        Run bad = run("generate", "-m", REF, "-p", "The patient", "--kv-cache", "f16");
+        assertEquals(2, bad.exit());
+        assertTrue(bad.err().contains("--kv-cache takes f32 or bf16"), bad.err());
+    }
+
     @Test
     void chatAnswersAndRemembersTheConversation() {
         InputStream stdin = System.in;
