@@ -21,6 +21,9 @@ final class EvalCommand implements Callable<Integer> {
     @Mixin
     ModelOptions modelOptions;
 
+    @Mixin
+    KvCacheOption kvCache;
+
     @Option(names = "--task", required = true, paramLabel = "lambada|perplexity") String task;
     @Option(names = "--data", required = true, paramLabel = "FILE", description = "lambada JSONL, or a text file for perplexity") Path data;
     @Option(names = "--limit", defaultValue = "0", description = "use only the first N passages (lambada) or N characters (perplexity); 0 = all") int limit;
@@ -39,7 +42,8 @@ final class EvalCommand implements Callable<Integer> {
                     modelOptions.maxContext > 0 ? modelOptions.maxContext : Engine.DEFAULT_CONTEXT_CAP);
             switch (task) {
                 case "lambada" -> {
-                    Lambada.Result r = Lambada.evaluate(engine.model(), engine.requireTokenizer(), Lambada.read(data, limit), context);
+                    Lambada.Result r = Lambada.evaluate(engine.model(), engine.requireTokenizer(), Lambada.read(data, limit), context,
+                            kvCache.dtype());
                     out.printf("lambada   %d passages: accuracy %.4f (%d hits), mean target NLL %.4f, %.1f s%n", r.items(),
                             r.accuracy(), r.hits(), r.meanTargetNll(), (System.nanoTime() - t0) / 1e9);
                 }
@@ -49,7 +53,8 @@ final class EvalCommand implements Callable<Integer> {
                         text = text.substring(0, limit);
                     }
                     int[] ids = engine.requireTokenizer().encode(text, true);
-                    Perplexity.Result r = Perplexity.evaluate(engine.model(), ids, Math.min(window, context), Math.min(stride, window));
+                    Perplexity.Result r = Perplexity.evaluate(engine.model(), ids, Math.min(window, context), Math.min(stride, window),
+                            kvCache.dtype());
                     out.printf("perplexity %.4f over %d tokens (mean NLL %.4f; window %d, stride %d, %d windows), %.1f s%n",
                             r.perplexity(), r.scoredTokens(), r.meanNll(), Math.min(window, context), stride, r.windows(),
                             (System.nanoTime() - t0) / 1e9);

@@ -12,6 +12,7 @@ import org.jtune.JTuneException;
 import org.jtune.infer.Sampler;
 import org.jtune.infer.Scoring;
 import org.jtune.infer.Session;
+import org.jtune.io.safetensors.DType;
 import org.jtune.model.LanguageModel;
 import org.jtune.tokenizer.Tokenizer;
 
@@ -77,6 +78,12 @@ public final class Lambada {
     }
 
     public static Result evaluate(LanguageModel model, Tokenizer tokenizer, List<Item> items, int maxContext) {
+        return evaluate(model, tokenizer, items, maxContext, DType.F32);
+    }
+
+    /** {@link #evaluate(LanguageModel, Tokenizer, List, int)} with the sessions' KV cache in {@code kvCache}. */
+    public static Result evaluate(LanguageModel model, Tokenizer tokenizer, List<Item> items, int maxContext,
+                                  DType kvCache) {
         int hits = 0;
         double nll = 0;
         long tokens = 0;
@@ -96,7 +103,7 @@ public final class Lambada {
             if (common < 1 || common >= ids.length) {
                 continue;   // target absorbed into the context's tokens or context empty: cannot be scored
             }
-            try (Session s = new Session(model, ids.length)) {
+            try (Session s = new Session(model, ids.length, Session.DEFAULT_MAX_CHUNK, kvCache)) {
                 Scoring.Result r = Scoring.score(s, ids);
                 boolean hit = true;
                 for (int t = common; t < ids.length; t++) {

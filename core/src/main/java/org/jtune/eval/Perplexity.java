@@ -3,6 +3,7 @@ package org.jtune.eval;
 import org.jtune.JTuneException;
 import org.jtune.infer.Scoring;
 import org.jtune.infer.Session;
+import org.jtune.io.safetensors.DType;
 import org.jtune.model.LanguageModel;
 
 /**
@@ -26,6 +27,11 @@ public final class Perplexity {
     }
 
     public static Result evaluate(LanguageModel model, int[] ids, int window, int stride) {
+        return evaluate(model, ids, window, stride, DType.F32);
+    }
+
+    /** {@link #evaluate(LanguageModel, int[], int, int)} with the sessions' KV cache in {@code kvCache}. */
+    public static Result evaluate(LanguageModel model, int[] ids, int window, int stride, DType kvCache) {
         if (window < 2 || stride < 1 || stride > window) {
             throw new JTuneException("perplexity needs window >= 2 and 1 <= stride <= window; got window " + window
                     + ", stride " + stride);
@@ -37,7 +43,7 @@ public final class Perplexity {
         long scored = 0;
         int windows = 0;
         int prevEnd = 0;
-        try (Session s = new Session(model, window)) {
+        try (Session s = new Session(model, window, Session.DEFAULT_MAX_CHUNK, kvCache)) {
             for (int begin = 0; prevEnd < ids.length; begin += stride) {
                 int end = Math.min(begin + window, ids.length);
                 int newTokens = end - prevEnd;            // score the tokens this window adds
