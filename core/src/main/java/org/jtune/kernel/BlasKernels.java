@@ -256,6 +256,11 @@ public final class BlasKernels implements Kernels {
     }
 
     @Override
+    public void widenBf16(float[] dst, int dstOff, int[] packed, int srcOff, int count) {
+        java.widenBf16(dst, dstOff, packed, srcOff, count);
+    }
+
+    @Override
     public void gatherRow(float[] out, int outOff, Matrix m, int row) {
         java.gatherRow(out, outOff, m, row);
     }

@@ -148,6 +148,17 @@ public interface Kernels {
         }
     }
 
+    /**
+     * {@code count} (even) bf16 values packed two per int from {@code packed[srcOff ..]} ({@link #attendGroupBf16}'s
+     * layout) widened into {@code dst[dstOff ..]} in their order, exactly.
+     */
+    default void widenBf16(float[] dst, int dstOff, int[] packed, int srcOff, int count) {
+        for (int m = 0; m < count / 2; m++) {
+            dst[dstOff + 2 * m] = bf16Low(packed[srcOff + m]);
+            dst[dstOff + 2 * m + 1] = bf16High(packed[srcOff + m]);
+        }
+    }
+
     /** The bf16 value in the low half of a packed pair, widened (exact). */
     static float bf16Low(int packed) {
         return Float.intBitsToFloat(packed << 16);

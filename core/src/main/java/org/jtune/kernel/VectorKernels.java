@@ -721,6 +721,22 @@ public final class VectorKernels implements Kernels {
         weightedValuesBf16(out, outOff, group, values, kvOff, kvStride, len, headDim, scores, qs);
     }
 
+    /** Two packed values per int are, in memory, consecutive little-endian shorts: read as such, widened in order. */
+    @Override
+    public void widenBf16(float[] dst, int dstOff, int[] packed, int srcOff, int count) {
+        MemorySegment src = MemorySegment.ofArray(packed);
+        int bound = count - count % L;
+        for (int i = 0; i < bound; i += L) {
+            ((IntVector) ShortVector.fromMemorySegment(S, src, 4L * srcOff + 2L * i, ByteOrder.LITTLE_ENDIAN)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                    .intoArray(dst, dstOff + i);
+        }
+        for (int i = bound; i < count; i += 2) {
+            dst[dstOff + i] = Kernels.bf16Low(packed[srcOff + i / 2]);
+            dst[dstOff + i + 1] = Kernels.bf16High(packed[srcOff + i / 2]);
+        }
+    }
+
     /** Scores of every key for the group's split queries (at qs in scores), eight keys widened at a time into kb. */
     private void scoresBf16(float[] scores, int qs, int group, int[] keys, int kvOff, int kvStride, int len,
                             int headDim, float scale, int kb) {

@@ -87,6 +87,13 @@ public final class DecoderState extends ModelState {
      */
     private final int maxParts;
     private final float[] partOut, partLse;
+    /**
+     * A bf16 cache's keys and values widened to f32 for a prompt chunk (as the f32 cache lays them out), so that
+     * the chunk's queries read them with the f32 kernel instead of each widening every key again; null for an f32
+     * cache or single-token chunks.
+     */
+    private final float[] widenedKeys, widenedValues;
+    private final WidenTask widen;
     private int partPositions = ATTENTION_PART;
 
     /** Items a decode step's attention is split into when the context is long enough: several per thread. */
@@ -135,6 +142,10 @@ public final class DecoderState extends ModelState {
         maxParts = Math.max(1, (ATTENTION_ITEMS + d.numKvHeads - 1) / d.numKvHeads);
         partOut = new float[maxParts > 1 ? maxParts * d.qDim() : 0];
         partLse = new float[maxParts > 1 ? maxParts * d.numHeads : 0];
+        boolean widened = kvCache == DType.BF16 && maxChunk > 1;
+        widenedKeys = widened ? new float[maxSeq * d.kvDim()] : null;
+        widenedValues = widened ? new float[maxSeq * d.kvDim()] : null;
+        widen = widened ? new WidenTask(kernels, pool) : null;
     }
 
     /**
@@ -200,7 +211,9 @@ public final class DecoderState extends ModelState {
      * three on two threads, one on any number for multi-query): its positions are then split into parts of at
      * least {@link #attentionPartPositions} each, attended in parallel and joined by their log-sum-exps
      * ({@link Kernels#combineAttention}). The split depends on the context length only, never on the thread
-     * count, so the result does not either.
+     * count, so the result does not either. Over a bf16 cache a single token reads the packed rows
+     * ({@link Kernels#attendGroupBf16}: half the bytes), and a chunk of several reads them widened once for
+     * all its queries.
      */
     public void attend(LayerActs a, int layer, int start, int n, float scale) {
         AttentionTask task = attention;
@@ -212,6 +225,13 @@ public final class DecoderState extends ModelState {
         task.tokens = n;
         task.scale = scale;
         task.parts = Math.max(1, parts);
+        task.widened = n > 1 && widenedKeys != null;
+        if (task.widened) {   // a bf16 cache and a chunk of queries: widen the positions they read once for all of them
+            widen.state = this;
+            widen.layer = layer;
+            widen.positions = start + n;
+            widen.pool.run(2 * dims.numKvHeads, widen);
+        }
         task.pool.run(n * dims.numKvHeads * task.parts, task);
         task.acts = null;
         if (parts > 1) {
@@ -230,6 +250,7 @@ public final class DecoderState extends ModelState {
         DecoderState state;
         LayerActs acts;
         int layer, start, tokens, parts;
+        boolean widened;
         float scale;
 
         AttentionTask(Kernels kernels, WorkerPool pool) {
@@ -244,8 +265,9 @@ public final class DecoderState extends ModelState {
             int kvHeads = d.numKvHeads, hd = d.headDim, group = d.queriesPerKvHead(), qd = d.qDim();
             float[] sc = s.scores[pool.threadIndex()];
             KvCache c = s.cache;
-            boolean packed = c.dtype == DType.BF16;
-            float[] keys = packed ? null : c.keys[layer], values = packed ? null : c.values[layer];
+            boolean packed = c.dtype == DType.BF16 && !widened;
+            float[] keys = widened ? s.widenedKeys : packed ? null : c.keys[layer];
+            float[] values = widened ? s.widenedValues : packed ? null : c.values[layer];
             int[] packedKeys = packed ? c.packedKeys[layer] : null, packedValues = packed ? c.packedValues[layer] : null;
             if (parts > 1) {   // one token, item = (kv head, part): part p of the positions 0 .. start
                 int len = start + 1;
@@ -275,6 +297,30 @@ public final class DecoderState extends ModelState {
             } else {
                 kernels.attendGroupBf16(out, outOff, acts.q, qOff, group, packedKeys, packedValues, kvOff, hd, len, hd,
                         scale, sc, lse, lseOff);
+            }
+        }
+    }
+
+    /** Item i: kv head i / 2's keys (i even) or values (odd), positions 0 .. positions, widened from the bf16 cache. */
+    private static final class WidenTask implements RangeTask {
+        final Kernels kernels;
+        final WorkerPool pool;
+        DecoderState state;
+        int layer, positions;
+
+        WidenTask(Kernels kernels, WorkerPool pool) {
+            this.kernels = kernels;
+            this.pool = pool;
+        }
+
+        @Override
+        public void run(int from, int to) {
+            KvCache c = state.cache;
+            for (int i = from; i < to; i++) {
+                int at = c.index(i / 2, 0);
+                boolean keys = i % 2 == 0;
+                kernels.widenBf16(keys ? state.widenedKeys : state.widenedValues, at,
+                        keys ? c.packedKeys[layer] : c.packedValues[layer], at / 2, positions * c.headDim);
             }
         }
     }

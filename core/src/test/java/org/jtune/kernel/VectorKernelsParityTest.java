@@ -628,6 +628,29 @@ class VectorKernelsParityTest {
         }
     }
 
+    /** Packed bf16 pairs widened in order, exactly, by both kernels, from odd offsets and for any even count. */
+    @Test
+    void widenBf16IsExact() {
+        Random rnd = new Random(16);
+        for (int count : new int[] {2, 6, 16, 32, 34, 130}) {
+            int[] packed = new int[count / 2 + 3];   // from index 3: an offset that is not a multiple of anything
+            for (int i = 0; i < packed.length; i++) {
+                packed[i] = rnd.nextInt();
+            }
+            float[] want = new float[count + 1], vec = new float[count + 1], ref = new float[count + 1];
+            for (int m = 0; m < count / 2; m++) {
+                want[1 + 2 * m] = org.jtune.io.safetensors.HalfFloats.bf16ToFloat((short) packed[3 + m]);
+                want[2 + 2 * m] = org.jtune.io.safetensors.HalfFloats.bf16ToFloat((short) (packed[3 + m] >>> 16));
+            }
+            VEC.widenBf16(vec, 1, packed, 3, count);
+            REF.widenBf16(ref, 1, packed, 3, count);
+            for (int i = 0; i < want.length; i++) {
+                assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(vec[i]), "vector count=" + count + " [" + i + "]");
+                assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(ref[i]), "scalar count=" + count + " [" + i + "]");
+            }
+        }
+    }
+
     @Test
     void rejectsMismatchedMatmulBuffers() {
         Matrix w = Matrix.ofFloats(new float[6], 2, 3);
