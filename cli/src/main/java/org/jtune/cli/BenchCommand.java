@@ -120,8 +120,9 @@ final class BenchCommand implements Callable<Integer> {
             Matrix head = m.outputHead();
             weightPages.add(head.data());
             long bytesPerToken = layerBytes + head.byteSize();
-            out.printf("model     %s: %s, %,d parameters, weights %s, kernels %s%n", model.getFileName(),
-                    info.architecture(), info.parameterCount(), info.weightBytesByDtype().keySet(), KernelProvider.get().name());
+            out.printf("model     %s: %s, %,d parameters, weights %s, kernels %s, KV cache %s%n", model.getFileName(),
+                    info.architecture(), info.parameterCount(), info.weightBytesByDtype().keySet(), KernelProvider.get().name(),
+                    kvCache.dtype());
 
             int[] ids = new int[prompt + gen];
             SplittableRandom rnd = new SplittableRandom(1);

@@ -53,8 +53,8 @@ class CliTest {
     void benchReportsSpeedAndDecodeAllocation() {
         Run r = run("bench", "-m", TINY, "--prompt", "4", "--gen", "4", "--repeat", "1", "--no-machine", "--threads", "2");
         assertEquals(0, r.exit(), r.err());
-        for (String line : new String[] {"prefill   4 tokens:", "decode    4 tokens:", "alloc     decode allocated ",
-                "memory    peak RSS"}) {
+        for (String line : new String[] {"KV cache F32", "prefill   4 tokens:", "decode    4 tokens:",
+                "alloc     decode allocated ", "memory    peak RSS"}) {
             assertTrue(r.out().contains(line), line + " missing from:\n" + r.out());
         }
         // with the machine probes: decode is judged against the weight pages' bandwidth probed after each run
@@ -63,6 +63,9 @@ class CliTest {
         assertTrue(probed.out().matches("(?s).*decode    4 tokens: .* \\(\\d+ % of the weight pages' read bandwidth: each run "
                 + "against the probe right after it, median of 2 runs; best run \\d+ % of the 1 GiB buffer's\\).*"), probed.out());
         assertEquals(2, probed.out().split("sample weight-pages ", -1).length - 1, probed.out());
+        Run bf16 = run("bench", "-m", TINY, "--prompt", "4", "--gen", "4", "--repeat", "1", "--no-machine", "--kv-cache", "bf16");
+        assertEquals(0, bf16.exit(), bf16.err());
+        assertTrue(bf16.out().contains("KV cache BF16") && bf16.out().contains("decode    4 tokens:"), bf16.out());
         Run bad = run("bench", "-m", TINY, "--repeat", "0");
         assertEquals(2, bad.exit());
         assertTrue(bad.err().contains("--repeat must be at least 1") || bad.err().contains("at least 1, got"), bad.err());
