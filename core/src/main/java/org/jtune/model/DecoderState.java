@@ -78,7 +78,8 @@ public final class DecoderState extends ModelState {
     public final float[] cos;      // (maxSeq, rotDim / 2) or empty
     public final float[] sin;      // (maxSeq, rotDim / 2) or empty
     private final LayerActs[] acts;
-    private final float[][] scores; // (threads) x (group x maxSeq): probabilities of one (token, kv head)'s query heads
+    private final float[][] scores; // (threads) x (group x maxSeq): probabilities of one (token, kv head)'s query heads,
+                                    // then a bf16 cache's kernel workspace (Kernels#attendGroupBf16)
     private final AttentionTask attention;
     /**
      * Most parts a kv head's positions are split into for one token (see {@link #attend}), so that a decode step
@@ -95,12 +96,12 @@ public final class DecoderState extends ModelState {
     private final float[] widenedKeys, widenedValues;
     private final WidenTask widen;
     private int partPositions = ATTENTION_PART;
+    private final boolean perLayer;
 
     /** Items a decode step's attention is split into when the context is long enough: several per thread. */
     static final int ATTENTION_ITEMS = 16;
     /** Fewest positions per part: below this, joining the parts costs more than the balance gains. */
     public static final int ATTENTION_PART = 256;
-    private final boolean perLayer;
 
     /** A state running its forward through {@code ops}; one activation set per layer when the ops keep activations. */
     public DecoderState(Dims d, Rope rope, int maxSeq, int maxChunk, Kernels kernels, WorkerPool pool, Ops ops) {
@@ -135,7 +136,6 @@ public final class DecoderState extends ModelState {
         } else {
             cos = sin = new float[0];
         }
-        // a bf16 cache's kernel also keeps the group's queries and eight widened keys there (Kernels#attendGroupBf16)
         int group = d.queriesPerKvHead();
         scores = new float[pool.threads()][group * maxSeq + (kvCache == DType.F32 ? 0 : (group + 8) * d.headDim)];
         attention = new AttentionTask(kernels, pool);

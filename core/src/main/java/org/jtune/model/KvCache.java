@@ -1,5 +1,6 @@
 package org.jtune.model;
 
+import org.jtune.JTuneException;
 import org.jtune.io.safetensors.DType;
 import org.jtune.io.safetensors.HalfFloats;
 
@@ -40,8 +41,8 @@ public final class KvCache {
             throw new IllegalArgumentException("a KV cache holds f32 or bf16, not " + dtype);
         }
         if (dtype == DType.BF16 && headDim % 2 != 0) {
-            throw new IllegalArgumentException("a bf16 KV cache packs two values per int and needs an even head width; "
-                    + "this model's heads are " + headDim + " wide: use an f32 cache");
+            throw new JTuneException("a bf16 KV cache packs two values per int and needs an even head width; this "
+                    + "model's heads are " + headDim + " wide: use an f32 cache (--kv-cache f32)");
         }
         if ((long) maxSeq * kvHeads * headDim > Integer.MAX_VALUE - 16) {
             throw new IllegalArgumentException("KV cache of " + maxSeq + " positions x " + kvHeads * headDim

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Random;
+import org.jtune.JTuneException;
 import org.jtune.io.safetensors.DType;
 import org.jtune.io.safetensors.HalfFloats;
 import org.junit.jupiter.api.Test;
@@ -44,7 +45,7 @@ class KvCacheTest {
 
     @Test
     void rejectsWhatItCannotHold() {
-        IllegalArgumentException odd = assertThrows(IllegalArgumentException.class,
+        JTuneException odd = assertThrows(JTuneException.class,
                 () -> new KvCache(1, 4, 1, 5, DType.BF16));
         assertTrue(odd.getMessage().contains("even head width"), odd.getMessage());
         IllegalArgumentException f16 = assertThrows(IllegalArgumentException.class,
