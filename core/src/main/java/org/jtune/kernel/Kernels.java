@@ -113,8 +113,8 @@ public interface Kernels {
     /**
      * {@link #attendGroup} over a bf16 KV cache packed two values per int ({@code org.jtune.model.KvCache}'s
      * layout: element 2m of a row in the low half of int m, element 2m + 1 in the high half): kvOff and kvStride
-     * count elements and are even, headDim is even. scores needs {@code group * (len + headDim) + 8 * headDim}
-     * free elements (an implementation may keep q and widened keys there). lse as in attendGroup.
+     * count elements and are even, headDim is even. scores needs {@code group * len + max(4096, 2 * headDim)} free
+     * elements (an implementation may widen keys there). lse as in attendGroup.
      */
     default void attendGroupBf16(float[] out, int outOff, float[] q, int qOff, int group, int[] keys, int[] values,
                                  int kvOff, int kvStride, int len, int headDim, float scale, float[] scores,

@@ -10,6 +10,7 @@ import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 import org.jtune.io.safetensors.DType;
 
@@ -604,6 +605,24 @@ public final class VectorKernels implements Kernels {
     public void attendGroup(float[] out, int outOff, float[] q, int qOff, int group, float[] keys, float[] values,
                             int kvOff, int kvStride, int len, int headDim, float scale, float[] scores, float[] lse,
                             int lseOff) {
+        scoreKeys(scores, 0, len, q, qOff, group, keys, kvOff, kvStride, len, headDim, scale);
+        for (int g = 0; g < group; g++) {
+            float l = softmax(scores, g * len, len);
+            if (lse != null) {
+                lse[lseOff + g] = l;
+            }
+        }
+        weightedValues(out, outOff, group, values, kvOff, kvStride, len, headDim, scores);
+    }
+
+    /**
+     * scores[g * stride + at + j] = scale * q_g . k_j (j < len) for the group's heads: eight keys per pass (each q vector loaded
+     * once for eight FMAs) folded into one vector of eight scores ({@link VectorMath#merge1} and on: the same
+     * sums, bit for bit, as eight sumLanes, at a fifth of the operations), the group's heads inside each block
+     * of keys, so a block is read from memory for the first head and from L1 for the others.
+     */
+    private void scoreKeys(float[] scores, int at, int stride, float[] q, int qOff, int group, float[] keys, int kvOff,
+                           int kvStride, int len, int headDim, float scale) {
         float[] sc = VectorMath.scratch();
         int bound = F.loopBound(headDim);
         int j = 0;
@@ -631,9 +650,9 @@ public final class VectorKernels implements Kernels {
                             VectorMath.merge2(VectorMath.merge1(a4, a5), VectorMath.merge1(a6, a7)));
                     z = VectorMath.fold8(z).mul(scaleV);   // lane p: key j + p
                     if (L == 8) {
-                        z.intoArray(scores, g * len + j);
+                        z.intoArray(scores, g * stride + at + j);
                     } else {
-                        z.intoArray(scores, g * len + j, LOW8);
+                        z.intoArray(scores, g * stride + at + j, LOW8);
                     }
                 }
             }
@@ -664,34 +683,26 @@ public final class VectorKernels implements Kernels {
                     s2 += qi * keys[k2 + i];
                     s3 += qi * keys[k3 + i];
                 }
-                int at = g * len + j;
-                scores[at] = scale * s0;
-                scores[at + 1] = scale * s1;
-                scores[at + 2] = scale * s2;
-                scores[at + 3] = scale * s3;
+                int o = g * stride + at + j;
+                scores[o] = scale * s0;
+                scores[o + 1] = scale * s1;
+                scores[o + 2] = scale * s2;
+                scores[o + 3] = scale * s3;
             }
         }
         for (; j < len; j++) {
             for (int g = 0; g < group; g++) {
-                scores[g * len + j] = scale * dot(q, qOff + g * headDim, keys, kvOff + j * kvStride, headDim);
+                scores[g * stride + at + j] = scale * dot(q, qOff + g * headDim, keys, kvOff + j * kvStride, headDim);
             }
         }
-        for (int g = 0; g < group; g++) {
-            float l = softmax(scores, g * len, len);
-            if (lse != null) {
-                lse[lseOff + g] = l;
-            }
-        }
-        weightedValues(out, outOff, group, values, kvOff, kvStride, len, headDim, scores);
     }
 
     /**
-     * Over a packed bf16 cache: q split per 2L-element block into its even and odd elements (as
-     * {@link MatmulBF16#splitX} splits x), so that a vector of packed pairs widens into the even elements by a
-     * shift and the odd ones by a mask; eight keys at a time widened into L1 ({@link #widenBf16Rows}) and scored
-     * by attendGroup's eight-key code (kept small: with the widening in the same method, C2 stops intrinsifying);
-     * the values weighted in registers ({@link #weightedValuesBf16}). Head widths that are not a multiple of
-     * 2L take the interface's scalar loops.
+     * Over a packed bf16 cache: the keys widened ({@link #widenBf16}) a chunk of {@link #BF16_CHUNK_FLOATS} at a
+     * time into {@code scores} past the group's probabilities, where they stay in L1 while {@link #scoreKeys} scores
+     * them as f32 keys (widening all of them first ran about a quarter slower from memory: the two passes no
+     * longer overlapped); the values weighted in registers straight from the packed pairs
+     * ({@link #weightedValuesBf16}). Head widths that are not a multiple of 2L take the interface's scalar loops.
      */
     @Override
     public void attendGroupBf16(float[] out, int outOff, float[] q, int qOff, int group, int[] keys, int[] values,
@@ -702,34 +713,41 @@ public final class VectorKernels implements Kernels {
                     scale, scores, lse, lseOff);
             return;
         }
-        int qs = group * len, kb = qs + group * headDim;   // in scores: q split, then eight widened keys
-        for (int g = 0; g < group; g++) {
-            for (int c = 0; c < headDim; c += 2 * L) {
-                for (int m = 0; m < L; m++) {
-                    scores[qs + g * headDim + c + m] = q[qOff + g * headDim + c + 2 * m];
-                    scores[qs + g * headDim + c + L + m] = q[qOff + g * headDim + c + 2 * m + 1];
+        // keys widened a chunk at a time into L1 past the group's probabilities, then scored there as f32 keys
+        int wide = group * len, chunk = Math.max(1, BF16_CHUNK_FLOATS / headDim);
+        for (int j0 = 0; j0 < len; j0 += chunk) {
+            int n = Math.min(chunk, len - j0);
+            if (kvStride == headDim) {
+                widenBf16(scores, wide, keys, (kvOff + j0 * kvStride) / 2, n * headDim);
+            } else {
+                for (int j = 0; j < n; j++) {
+                    widenBf16(scores, wide + j * headDim, keys, (kvOff + (j0 + j) * kvStride) / 2, headDim);
                 }
             }
+            scoreKeys(scores, j0, len, q, qOff, group, scores, wide, headDim, n, headDim, scale);
         }
-        scoresBf16(scores, qs, group, keys, kvOff, kvStride, len, headDim, scale, kb);
         for (int g = 0; g < group; g++) {
             float l = softmax(scores, g * len, len);
             if (lse != null) {
                 lse[lseOff + g] = l;
             }
         }
-        weightedValuesBf16(out, outOff, group, values, kvOff, kvStride, len, headDim, scores, qs);
+        weightedValuesBf16(out, outOff, group, values, kvOff, kvStride, len, headDim, scores, wide);
     }
 
-    /** Two packed values per int are, in memory, consecutive little-endian shorts: read as such, widened in order. */
+    /**
+     * A vector of packed pairs widens into its even elements (a shift) and its odd ones (a mask); two
+     * two-vector rearranges interleave them back into order.
+     */
     @Override
     public void widenBf16(float[] dst, int dstOff, int[] packed, int srcOff, int count) {
-        MemorySegment src = MemorySegment.ofArray(packed);
-        int bound = count - count % L;
-        for (int i = 0; i < bound; i += L) {
-            ((IntVector) ShortVector.fromMemorySegment(S, src, 4L * srcOff + 2L * i, ByteOrder.LITTLE_ENDIAN)
-                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
-                    .intoArray(dst, dstOff + i);
+        int bound = count - count % (2 * L);
+        for (int i = 0; i < bound; i += 2 * L) {
+            IntVector v = IntVector.fromArray(I, packed, srcOff + i / 2);
+            FloatVector even = v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector odd = v.and(0xFFFF0000).reinterpretAsFloats();
+            even.rearrange(INTERLEAVE_FIRST, odd).intoArray(dst, dstOff + i);
+            even.rearrange(INTERLEAVE_SECOND, odd).intoArray(dst, dstOff + i + L);
         }
         for (int i = bound; i < count; i += 2) {
             dst[dstOff + i] = Kernels.bf16Low(packed[srcOff + i / 2]);
@@ -737,61 +755,14 @@ public final class VectorKernels implements Kernels {
         }
     }
 
-    /** Scores of every key for the group's split queries (at qs in scores), eight keys widened at a time into kb. */
-    private void scoresBf16(float[] scores, int qs, int group, int[] keys, int kvOff, int kvStride, int len,
-                            int headDim, float scale, int kb) {
-        FloatVector scaleV = FloatVector.broadcast(F, scale);
-        int j = 0;
-        for (; j + 8 <= len; j += 8) {
-            widenBf16Rows(scores, kb, keys, kvOff + j * kvStride, kvStride, 8, headDim);
-            for (int g = 0; g < group; g++) {
-                int qg = qs + g * headDim;
-                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-                for (int i = 0; i < headDim; i += L) {
-                    FloatVector qv = FloatVector.fromArray(F, scores, qg + i);
-                    int k = kb + i;
-                    a0 = qv.fma(FloatVector.fromArray(F, scores, k), a0);
-                    a1 = qv.fma(FloatVector.fromArray(F, scores, k + headDim), a1);
-                    a2 = qv.fma(FloatVector.fromArray(F, scores, k + 2 * headDim), a2);
-                    a3 = qv.fma(FloatVector.fromArray(F, scores, k + 3 * headDim), a3);
-                    a4 = qv.fma(FloatVector.fromArray(F, scores, k + 4 * headDim), a4);
-                    a5 = qv.fma(FloatVector.fromArray(F, scores, k + 5 * headDim), a5);
-                    a6 = qv.fma(FloatVector.fromArray(F, scores, k + 6 * headDim), a6);
-                    a7 = qv.fma(FloatVector.fromArray(F, scores, k + 7 * headDim), a7);
-                }
-                FloatVector z = VectorMath.merge4(
-                        VectorMath.merge2(VectorMath.merge1(a0, a1), VectorMath.merge1(a2, a3)),
-                        VectorMath.merge2(VectorMath.merge1(a4, a5), VectorMath.merge1(a6, a7)));
-                z = VectorMath.fold8(z).mul(scaleV);   // lane p: key j + p
-                if (L == 8) {
-                    z.intoArray(scores, g * len + j);
-                } else {
-                    z.intoArray(scores, g * len + j, LOW8);
-                }
-            }
-        }
-        if (j < len) {   // the last keys, fewer than eight
-            int rows = len - j;
-            widenBf16Rows(scores, kb, keys, kvOff + j * kvStride, kvStride, rows, headDim);
-            for (int r = 0; r < rows; r++) {
-                for (int g = 0; g < group; g++) {
-                    scores[g * len + j + r] = scale * dot(scores, qs + g * headDim, scores, kb + r * headDim, headDim);
-                }
-            }
-        }
-    }
+    /** Floats of widened keys per chunk in {@link #attendGroupBf16}: 16 KiB, half of a 32 KiB L1. */
+    static final int BF16_CHUNK_FLOATS = 4096;
 
-    /** rows packed bf16 key rows from kvOff (elements) widened into buf at kb, headDim apart, each 2L block split. */
-    private static void widenBf16Rows(float[] buf, int kb, int[] keys, int kvOff, int kvStride, int rows, int headDim) {
-        for (int r = 0; r < rows; r++) {
-            int src = (kvOff + r * kvStride) / 2, dst = kb + r * headDim;
-            for (int i = 0; i < headDim / 2; i += L) {
-                IntVector v = IntVector.fromArray(I, keys, src + i);
-                v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(buf, dst + 2 * i);
-                v.and(0xFFFF0000).reinterpretAsFloats().intoArray(buf, dst + 2 * i + L);
-            }
-        }
-    }
+    /** Lanes 0, L, 1, L + 1, ...: the first halves of two vectors interleaved (indexes from L on pick the second). */
+    private static final VectorShuffle<Float> INTERLEAVE_FIRST = VectorShuffle.fromOp(F, i -> i % 2 == 0 ? i / 2 : L + i / 2);
+    /** The same for the second halves. */
+    private static final VectorShuffle<Float> INTERLEAVE_SECOND =
+            VectorShuffle.fromOp(F, i -> i % 2 == 0 ? L / 2 + i / 2 : L + L / 2 + i / 2);
 
     /**
      * {@link #weightedValues} over packed bf16 values: per pass over the positions, one vector of packed pairs

@@ -137,7 +137,7 @@ public final class DecoderState extends ModelState {
             cos = sin = new float[0];
         }
         int group = d.queriesPerKvHead();
-        scores = new float[pool.threads()][group * maxSeq + (kvCache == DType.F32 ? 0 : (group + 8) * d.headDim)];
+        scores = new float[pool.threads()][group * maxSeq + (kvCache == DType.F32 ? 0 : Math.max(4096, 2 * d.headDim))];
         attention = new AttentionTask(kernels, pool);
         maxParts = Math.max(1, (ATTENTION_ITEMS + d.numKvHeads - 1) / d.numKvHeads);
         partOut = new float[maxParts > 1 ? maxParts * d.qDim() : 0];

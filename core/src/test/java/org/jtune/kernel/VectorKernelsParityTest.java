@@ -608,7 +608,7 @@ class VectorKernelsParityTest {
                     }
                     float[] q = TestMatrices.randomFloats(rnd, 1 + group * headDim);
                     float scale = (float) (1 / Math.sqrt(headDim));
-                    int work = group * (len + headDim) + 8 * headDim;
+                    int work = group * len + Math.max(4096, 2 * headDim);
                     float[] vec = new float[2 + group * headDim], ref = vec.clone(), f32 = vec.clone();
                     float[] lseVec = new float[group], lseRef = new float[group], lseF32 = new float[group];
                     VEC.attendGroupBf16(vec, 2, q, 1, group, keys, values, kvOff, kvStride, len, headDim, scale,
