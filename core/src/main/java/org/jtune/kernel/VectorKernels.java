@@ -616,10 +616,11 @@ public final class VectorKernels implements Kernels {
     }
 
     /**
-     * scores[g * stride + at + j] = scale * q_g . k_j (j < len) for the group's heads: eight keys per pass (each q vector loaded
-     * once for eight FMAs) folded into one vector of eight scores ({@link VectorMath#merge1} and on: the same
-     * sums, bit for bit, as eight sumLanes, at a fifth of the operations), the group's heads inside each block
-     * of keys, so a block is read from memory for the first head and from L1 for the others.
+     * {@code scores[g * stride + at + j] = scale * q_g . k_j} for the group's heads and j < len: eight keys per
+     * pass (each q vector loaded once for eight FMAs) folded into one vector of eight scores
+     * ({@link VectorMath#merge1} and on: the same sums, bit for bit, as eight sumLanes, at a fifth of the
+     * operations), the group's heads inside each block of keys, so a block is read from memory for the first
+     * head and from L1 for the others.
      */
     private void scoreKeys(float[] scores, int at, int stride, float[] q, int qOff, int group, float[] keys, int kvOff,
                            int kvStride, int len, int headDim, float scale) {
@@ -732,7 +733,7 @@ public final class VectorKernels implements Kernels {
                 lse[lseOff + g] = l;
             }
         }
-        weightedValuesBf16(out, outOff, group, values, kvOff, kvStride, len, headDim, scores, wide);
+        weightedValuesBf16(out, outOff, group, values, kvOff, kvStride, len, headDim, scores);
     }
 
     /**
@@ -759,21 +760,21 @@ public final class VectorKernels implements Kernels {
     static final int BF16_CHUNK_FLOATS = 4096;
 
     /** Lanes 0, L, 1, L + 1, ...: the first halves of two vectors interleaved (indexes from L on pick the second). */
-    private static final VectorShuffle<Float> INTERLEAVE_FIRST = VectorShuffle.fromOp(F, i -> i % 2 == 0 ? i / 2 : L + i / 2);
+    private static final VectorShuffle<Float> INTERLEAVE_FIRST =
+            VectorShuffle.fromOp(F, i -> i % 2 == 0 ? i / 2 : L + i / 2);
     /** The same for the second halves. */
     private static final VectorShuffle<Float> INTERLEAVE_SECOND =
             VectorShuffle.fromOp(F, i -> i % 2 == 0 ? L / 2 + i / 2 : L + L / 2 + i / 2);
 
     /**
      * {@link #weightedValues} over packed bf16 values: per pass over the positions, one vector of packed pairs
-     * of two heads (the even and the odd elements of a 2L block, four sums in registers), written back
-     * interleaved through {@code scores[tmp ..]} (2L floats per head).
+     * for two heads (the even and the odd elements of a 2L block: four sums in registers), put back in order
+     * by the interleaving rearranges of {@link #widenBf16}.
      */
     private static void weightedValuesBf16(float[] out, int outOff, int group, int[] values, int kvOff, int kvStride,
-                                           int len, int headDim, float[] scores, int tmp) {
-        int g = 0;
-        for (; g < group; g += 2) {
-            boolean two = g + 1 < group;
+                                           int len, int headDim, float[] scores) {
+        for (int g = 0; g < group; g += 2) {
+            boolean two = g + 1 < group;   // an odd group's last head is summed twice, stored once
             int pg = g * len, ph = two ? pg + len : pg;
             for (int c = 0; c < headDim; c += 2 * L) {
                 FloatVector e = FloatVector.zero(F), o = e, e2 = e, o2 = e;
@@ -787,18 +788,12 @@ public final class VectorKernels implements Kernels {
                     e2 = lo.fma(r, e2);
                     o2 = hi.fma(r, o2);
                 }
-                e.intoArray(scores, tmp);
-                o.intoArray(scores, tmp + L);
-                e2.intoArray(scores, tmp + 2 * L);
-                o2.intoArray(scores, tmp + 3 * L);
-                int og = outOff + g * headDim + c, oh = og + headDim;
-                for (int m = 0; m < L; m++) {
-                    out[og + 2 * m] = scores[tmp + m];
-                    out[og + 2 * m + 1] = scores[tmp + L + m];
-                    if (two) {
-                        out[oh + 2 * m] = scores[tmp + 2 * L + m];
-                        out[oh + 2 * m + 1] = scores[tmp + 3 * L + m];
-                    }
+                int og = outOff + g * headDim + c;
+                e.rearrange(INTERLEAVE_FIRST, o).intoArray(out, og);
+                e.rearrange(INTERLEAVE_SECOND, o).intoArray(out, og + L);
+                if (two) {
+                    e2.rearrange(INTERLEAVE_FIRST, o2).intoArray(out, og + headDim);
+                    e2.rearrange(INTERLEAVE_SECOND, o2).intoArray(out, og + headDim + L);
                 }
             }
         }
