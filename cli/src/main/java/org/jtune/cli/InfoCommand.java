@@ -38,8 +38,8 @@ final class InfoCommand implements Callable<Integer> {
             for (Map.Entry<String, Long> e : i.weightBytesByDtype().entrySet()) {
                 out.printf("weights %-8s %s%n", e.getKey(), bytes(e.getValue()));
             }
-            out.printf("memory           weights %s (inference copies them, see README), KV cache %s per 1,024 tokens (f32)%n",
-                    bytes(i.weightBytes()), bytes(i.kvCacheBytes(1024)));
+            out.printf("memory           weights %s (inference copies them, see README), KV cache %s per 1,024 tokens "
+                    + "(f32; half that with --kv-cache bf16)%n", bytes(i.weightBytes()), bytes(i.kvCacheBytes(1024)));
             out.printf("tokenizer        %s%n", engine.tokenizer().map(t -> "yes, vocabulary " + t.vocabSize()
                     + (t.chatTemplate().isPresent() ? ", chat template" : ", no chat template")).orElse("none (drive it with --ids)"));
             out.printf("eos token ids    %s%n", engine.eosIds());
