@@ -1,5 +1,7 @@
 package org.jtune.kernel;
 
+import org.jtune.io.safetensors.HalfFloats;
+
 /**
  * The numeric kernels every model forward is built from. {@link ScalarKernels} is the
  * specification; faster implementations must agree with it (see the parity tests). Signatures:
@@ -127,7 +129,8 @@ public interface Kernels {
                 float s = 0f;
                 for (int m = 0; m < pairs; m++) {
                     int w = keys[row + m];
-                    s += q[qg + 2 * m] * bf16Low(w) + q[qg + 2 * m + 1] * bf16High(w);
+                    s += q[qg + 2 * m] * HalfFloats.bf16ToFloat((short) w)
+                            + q[qg + 2 * m + 1] * HalfFloats.bf16ToFloat((short) (w >>> 16));
                 }
                 scores[j] = scale * s;
             }
@@ -141,8 +144,8 @@ public interface Kernels {
                 float p = scores[j];
                 for (int m = 0; m < pairs; m++) {
                     int w = values[row + m];
-                    out[og + 2 * m] += p * bf16Low(w);
-                    out[og + 2 * m + 1] += p * bf16High(w);
+                    out[og + 2 * m] += p * HalfFloats.bf16ToFloat((short) w);
+                    out[og + 2 * m + 1] += p * HalfFloats.bf16ToFloat((short) (w >>> 16));
                 }
             }
         }
@@ -154,19 +157,9 @@ public interface Kernels {
      */
     default void widenBf16(float[] dst, int dstOff, int[] packed, int srcOff, int count) {
         for (int m = 0; m < count / 2; m++) {
-            dst[dstOff + 2 * m] = bf16Low(packed[srcOff + m]);
-            dst[dstOff + 2 * m + 1] = bf16High(packed[srcOff + m]);
+            dst[dstOff + 2 * m] = HalfFloats.bf16ToFloat((short) packed[srcOff + m]);
+            dst[dstOff + 2 * m + 1] = HalfFloats.bf16ToFloat((short) (packed[srcOff + m] >>> 16));
         }
-    }
-
-    /** The bf16 value in the low half of a packed pair, widened (exact). */
-    static float bf16Low(int packed) {
-        return Float.intBitsToFloat(packed << 16);
-    }
-
-    /** The bf16 value in the high half of a packed pair, widened (exact). */
-    static float bf16High(int packed) {
-        return Float.intBitsToFloat(packed & 0xFFFF0000);
     }
 
     /**

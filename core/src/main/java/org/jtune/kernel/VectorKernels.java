@@ -750,10 +750,7 @@ public final class VectorKernels implements Kernels {
             even.rearrange(INTERLEAVE_FIRST, odd).intoArray(dst, dstOff + i);
             even.rearrange(INTERLEAVE_SECOND, odd).intoArray(dst, dstOff + i + L);
         }
-        for (int i = bound; i < count; i += 2) {
-            dst[dstOff + i] = Kernels.bf16Low(packed[srcOff + i / 2]);
-            dst[dstOff + i + 1] = Kernels.bf16High(packed[srcOff + i / 2]);
-        }
+        Kernels.super.widenBf16(dst, dstOff + bound, packed, srcOff + bound / 2, count - bound);
     }
 
     /** Floats of widened keys per chunk in {@link #attendGroupBf16}: 16 KiB, half of a 32 KiB L1. */

@@ -8,6 +8,7 @@ import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.Random;
 import org.jtune.io.safetensors.DType;
+import org.jtune.io.safetensors.HalfFloats;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
 
@@ -600,10 +601,10 @@ class VectorKernelsParityTest {
                         keys[i] = (keys[i] & 0x807F807F) | 0x3E003E00;   // exponents near 1: no inf, NaN or denormal
                         values[i] = (values[i] & 0x807F807F) | 0x3E003E00;
                         if (2 * i + 1 < keysF.length) {
-                            keysF[2 * i] = Kernels.bf16Low(keys[i]);
-                            keysF[2 * i + 1] = Kernels.bf16High(keys[i]);
-                            valuesF[2 * i] = Kernels.bf16Low(values[i]);
-                            valuesF[2 * i + 1] = Kernels.bf16High(values[i]);
+                            keysF[2 * i] = HalfFloats.bf16ToFloat((short) keys[i]);
+                            keysF[2 * i + 1] = HalfFloats.bf16ToFloat((short) (keys[i] >>> 16));
+                            valuesF[2 * i] = HalfFloats.bf16ToFloat((short) values[i]);
+                            valuesF[2 * i + 1] = HalfFloats.bf16ToFloat((short) (values[i] >>> 16));
                         }
                     }
                     float[] q = TestMatrices.randomFloats(rnd, 1 + group * headDim);
@@ -639,8 +640,8 @@ class VectorKernelsParityTest {
             }
             float[] want = new float[count + 1], vec = new float[count + 1], ref = new float[count + 1];
             for (int m = 0; m < count / 2; m++) {
-                want[1 + 2 * m] = org.jtune.io.safetensors.HalfFloats.bf16ToFloat((short) packed[3 + m]);
-                want[2 + 2 * m] = org.jtune.io.safetensors.HalfFloats.bf16ToFloat((short) (packed[3 + m] >>> 16));
+                want[1 + 2 * m] = HalfFloats.bf16ToFloat((short) packed[3 + m]);
+                want[2 + 2 * m] = HalfFloats.bf16ToFloat((short) (packed[3 + m] >>> 16));
             }
             VEC.widenBf16(vec, 1, packed, 3, count);
             REF.widenBf16(ref, 1, packed, 3, count);
