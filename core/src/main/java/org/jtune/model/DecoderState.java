@@ -217,14 +217,14 @@ public final class DecoderState extends ModelState {
      */
     public void attend(LayerActs a, int layer, int start, int n, float scale) {
         AttentionTask task = attention;
-        int parts = n == 1 ? Math.min(maxParts, (start + 1) / partPositions) : 1;
+        int parts = n == 1 ? Math.max(1, Math.min(maxParts, (start + 1) / partPositions)) : 1;
         task.state = this;
         task.acts = a;
         task.layer = layer;
         task.start = start;
         task.tokens = n;
         task.scale = scale;
-        task.parts = Math.max(1, parts);
+        task.parts = parts;
         task.widened = n > 1 && widenedKeys != null;
         if (task.widened) {   // a bf16 cache and a chunk of queries: widen the positions they read once for all of them
             widen.state = this;

@@ -257,12 +257,8 @@ class ModelConformanceTest {
     }
 
     private static void assertClose(float[] ref, int refOff, float[] got, int n, String what) {
-        double maxRef = 0, maxDiff = 0;
-        for (int i = 0; i < n; i++) {
-            maxRef = Math.max(maxRef, Math.abs(ref[refOff + i]));
-            maxDiff = Math.max(maxDiff, Math.abs(ref[refOff + i] - got[i]));
-        }
-        assertTrue(maxDiff <= 1e-5 * Math.max(1, maxRef), what + ": max diff " + maxDiff);
+        double rel = relativeDiff(ref, refOff, got, n);
+        assertTrue(rel <= 1e-5, what + ": max diff " + rel + " of max(1, max |logit|)");
     }
 
     static double maxAbs(float[] a) {
