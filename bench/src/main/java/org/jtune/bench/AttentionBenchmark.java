@@ -1,33 +1,18 @@
 package org.jtune.bench;
 
 import java.util.SplittableRandom;
-import java.util.concurrent.TimeUnit;
 import org.jtune.kernel.KernelProvider;
 import org.jtune.kernel.Kernels;
 import org.jtune.kernel.ScalarKernels;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.Warmup;
 
 /** One query head attending over a cache of {@code len} positions (head dim 64), fast vs scalar. */
 @State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-        "-XX:CompileCommand=quiet", "-XX:CompileCommand=dontinline,org.jtune.kernel.VectorKernels::*",
-        "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::fold*", "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::merge*",
-        "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::sum", "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::exp"})
-public class AttentionBenchmark {
+public class AttentionBenchmark extends KernelBenchmark {
     static final int HEAD_DIM = 64;
     static final int KV_STRIDE = 256;
 

@@ -3,7 +3,6 @@ package org.jtune.bench;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.SplittableRandom;
-import java.util.concurrent.TimeUnit;
 import org.jtune.io.safetensors.DType;
 import org.jtune.io.safetensors.HalfFloats;
 import org.jtune.kernel.KernelProvider;
@@ -11,16 +10,10 @@ import org.jtune.kernel.Kernels;
 import org.jtune.kernel.Matrix;
 import org.jtune.kernel.ScalarKernels;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The hot kernel: a linear layer over a weight matrix in its stored dtype, at decode (1 token) and
@@ -28,15 +21,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * Run: {@code ./bench/run MatmulBenchmark}.
  */
 @State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-        "-XX:CompileCommand=quiet", "-XX:CompileCommand=dontinline,org.jtune.kernel.VectorKernels::*",
-        "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::fold*", "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::merge*",
-        "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::sum", "-XX:CompileCommand=inline,org.jtune.kernel.VectorMath::exp"})
-public class MatmulBenchmark {
+public class MatmulBenchmark extends KernelBenchmark {
     @Param({"F32", "BF16", "F16"})
     String dtype;
 
