@@ -122,7 +122,7 @@ final class BenchCommand implements Callable<Integer> {
             long bytesPerToken = layerBytes + head.byteSize();
             out.printf("model     %s: %s, %,d parameters, weights %s, kernels %s, KV cache %s%n", model.getFileName(),
                     info.architecture(), info.parameterCount(), info.weightBytesByDtype().keySet(), KernelProvider.get().name(),
-                    kvCache.dtype());
+                    kvCache.dtype(engine));
 
             int[] ids = new int[prompt + gen];
             SplittableRandom rnd = new SplittableRandom(1);
@@ -135,7 +135,7 @@ final class BenchCommand implements Callable<Integer> {
             // this VM the same memory reads at about 35 or about 55 GB/s from one process (or minute) to the
             // next, so decode is judged against a probe taken next to it, not against one taken minutes apart
             double[] pagesGBps = new double[repeat], pairedShare = new double[repeat];
-            try (Session s = new Session(m, prompt + gen + 1, prompt, kvCache.dtype())) {
+            try (Session s = new Session(m, prompt + gen + 1, prompt, kvCache.dtype(engine))) {
                 for (int r = 0; r < repeat + 1; r++) {   // the first run warms up the JIT
                     s.reset();
                     long t0 = System.nanoTime();

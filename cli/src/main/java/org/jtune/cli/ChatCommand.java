@@ -50,7 +50,7 @@ final class ChatCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         try (Engine engine = Engine.load(modelOptions.model, modelOptions.adapter);
-             Session session = engine.newSession(modelOptions.maxContext, kvCache.dtype())) {
+             Session session = engine.newSession(modelOptions.maxContext, kvCache.dtype(engine))) {
             SamplingParams params = sampling.resolve(engine.generationConfig(),
                     CHAT_DEFAULTS.withMaxNewTokens(sampling.maxNewTokens));
             ChatSession chat = new ChatSession(engine, session, system);

@@ -43,7 +43,7 @@ final class EvalCommand implements Callable<Integer> {
             switch (task) {
                 case "lambada" -> {
                     Lambada.Result r = Lambada.evaluate(engine.model(), engine.requireTokenizer(), Lambada.read(data, limit), context,
-                            kvCache.dtype());
+                            kvCache.dtype(engine));
                     out.printf("lambada   %d passages: accuracy %.4f (%d hits), mean target NLL %.4f, %.1f s%n", r.items(),
                             r.accuracy(), r.hits(), r.meanTargetNll(), (System.nanoTime() - t0) / 1e9);
                 }
@@ -54,7 +54,7 @@ final class EvalCommand implements Callable<Integer> {
                     }
                     int[] ids = engine.requireTokenizer().encode(text, true);
                     Perplexity.Result r = Perplexity.evaluate(engine.model(), ids, Math.min(window, context), Math.min(stride, window),
-                            kvCache.dtype());
+                            kvCache.dtype(engine));
                     out.printf("perplexity %.4f over %d tokens (mean NLL %.4f; window %d, stride %d, %d windows), %.1f s%n",
                             r.perplexity(), r.scoredTokens(), r.meanNll(), Math.min(window, context), stride, r.windows(),
                             (System.nanoTime() - t0) / 1e9);

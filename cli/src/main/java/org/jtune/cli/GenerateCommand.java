@@ -50,7 +50,7 @@ final class GenerateCommand implements Callable<Integer> {
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
         try (Engine engine = Engine.load(modelOptions.model, modelOptions.adapter);
-             Session session = engine.newSession(modelOptions.maxContext, kvCache.dtype())) {
+             Session session = engine.newSession(modelOptions.maxContext, kvCache.dtype(engine))) {
             int[] prompt = input.ids != null ? TokenIds.parse(input.ids) : engine.encodePrompt(session, input.prompt);
             SamplingParams params = sampling.resolve(engine.generationConfig(), SamplingParams.greedy(sampling.maxNewTokens));
             if (truncate) {

@@ -4,6 +4,7 @@ import java.io.PrintWriter;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import org.jtune.infer.Engine;
+import org.jtune.io.safetensors.DType;
 import org.jtune.kernel.KernelProvider;
 import org.jtune.kernel.WorkerPool;
 import org.jtune.model.ModelInfo;
@@ -38,8 +39,12 @@ final class InfoCommand implements Callable<Integer> {
             for (Map.Entry<String, Long> e : i.weightBytesByDtype().entrySet()) {
                 out.printf("weights %-8s %s%n", e.getKey(), bytes(e.getValue()));
             }
+            boolean bf16Cache = engine.defaultKvCache() == DType.BF16;
+            long cache = i.kvCacheBytes(1024);   // f32
             out.printf("memory           weights %s (inference copies them, see README), KV cache %s per 1,024 tokens "
-                    + "(f32; half that with --kv-cache bf16)%n", bytes(i.weightBytes()), bytes(i.kvCacheBytes(1024)));
+                    + "(%s)%n", bytes(i.weightBytes()), bytes(bf16Cache ? cache / 2 : cache),
+                    bf16Cache ? "bf16, as the model was published; twice that with --kv-cache f32"
+                            : "f32; half that with --kv-cache bf16");
             out.printf("tokenizer        %s%n", engine.tokenizer().map(t -> "yes, vocabulary " + t.vocabSize()
                     + (t.chatTemplate().isPresent() ? ", chat template" : ", no chat template")).orElse("none (drive it with --ids)"));
             out.printf("eos token ids    %s%n", engine.eosIds());

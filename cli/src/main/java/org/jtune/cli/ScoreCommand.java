@@ -50,7 +50,7 @@ final class ScoreCommand implements Callable<Integer> {
         try (Engine engine = Engine.load(modelOptions.model, modelOptions.adapter)) {
             int[] ids = input.ids != null ? TokenIds.parse(input.ids) : engine.requireTokenizer().encode(input.text, true);
             int context = modelOptions.maxContext > 0 ? modelOptions.maxContext : ids.length;
-            try (Session session = engine.newSession(context, kvCache.dtype())) {
+            try (Session session = engine.newSession(context, kvCache.dtype(engine))) {
                 Scoring.Result r = Scoring.score(session, ids);
                 out.printf("%5s %8s %12s  %s%n", "pos", "id", "logprob", "token");
                 for (int t = 0; t < ids.length; t++) {

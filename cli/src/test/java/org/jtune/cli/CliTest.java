@@ -47,6 +47,7 @@ class CliTest {
         assertTrue(r.out().contains("LlamaForCausalLM"), r.out());
         assertTrue(r.out().contains("BF16"), r.out());
         assertTrue(r.out().contains("chat template"), r.out());
+        assertTrue(r.out().contains("per 1,024 tokens (bf16, as the model was published"), r.out());
     }
 
     @Test
@@ -111,16 +112,23 @@ class CliTest {
         assertTrue(r.err().contains("tok/s decode"), r.err());
     }
 
-    /** A bf16 KV cache gives the f32 cache's greedy text on the trained model; an unknown precision is a clear error. */
+    /**
+     * A bf16 KV cache gives the f32 cache's greedy text on the trained model, and is what that model (published in
+     * bfloat16) gets by default; an unknown precision is a clear error.
+     */
     @Test
     void generateWithABf16KvCache() {
-        Run f32 = run("generate", "-m", REF, "-p", "The patient", "-n", "16", "--temperature", "0");
+        Run f32 = run("generate", "-m", REF, "-p", "The patient", "-n", "16", "--temperature", "0", "--kv-cache", "f32");
         Run bf16 = run("generate", "-m", REF, "-p", "The patient", "-n", "16", "--temperature", "0", "--kv-cache", "bf16");
+        Run auto = run("generate", "-m", REF, "-p", "The patient", "-n", "16", "--temperature", "0");
         assertEquals(0, bf16.exit(), bf16.err());
         assertEquals(f32.out(), bf16.out());
+        assertEquals(f32.out(), auto.out());
+        Run bench = run("bench", "-m", REF, "--prompt", "4", "--gen", "2", "--repeat", "1", "--no-machine");
+        assertTrue(bench.out().contains("KV cache BF16"), bench.out());
         Run bad = run("generate", "-m", REF, "-p", "The patient", "--kv-cache", "f16");
         assertEquals(2, bad.exit());
-        assertTrue(bad.err().contains("--kv-cache takes f32 or bf16"), bad.err());
+        assertTrue(bad.err().contains("--kv-cache takes auto, f32 or bf16"), bad.err());
     }
 
     @Test

@@ -9,6 +9,7 @@ import java.util.function.Consumer;
 import org.jtune.JTuneException;
 import org.jtune.config.GenerationConfig;
 import org.jtune.config.HfConfig;
+import org.jtune.io.safetensors.DType;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.ModelRegistry;
 import org.jtune.model.WeightLoader;
@@ -33,10 +34,13 @@ public final class Engine implements AutoCloseable {
     private final Tokenizer tokenizer;
     private final GenerationConfig generationConfig;
     private final Set<Integer> eosIds;
+    private final DType kvCache;
 
-    private Engine(Path dir, LanguageModel model, Tokenizer tokenizer, GenerationConfig gen, Set<Integer> eosIds) {
+    private Engine(Path dir, LanguageModel model, Tokenizer tokenizer, GenerationConfig gen, Set<Integer> eosIds,
+                   DType kvCache) {
         this.dir = dir;
         this.model = model;
+        this.kvCache = kvCache;
         this.tokenizer = tokenizer;
         this.generationConfig = gen;
         this.eosIds = eosIds;
@@ -70,11 +74,12 @@ public final class Engine implements AutoCloseable {
                     || Files.exists(modelDir.resolve("vocab.json"));
             Tokenizer tok = hasTokenizer ? Tokenizer.load(modelDir) : null;
             Set<Integer> eos = new LinkedHashSet<>(gen.eosTokenIds());
-            eos.addAll(HfConfig.load(modelDir).getIntList("eos_token_id"));
+            HfConfig config = HfConfig.load(modelDir);
+            eos.addAll(config.getIntList("eos_token_id"));
             if (tok != null) {
                 tok.eosTokenId().ifPresent(eos::add);
             }
-            return new Engine(modelDir, model, tok, gen, Set.copyOf(eos));
+            return new Engine(modelDir, model, tok, gen, Set.copyOf(eos), defaultKvCache(config, model.info().headDim()));
         } catch (RuntimeException e) {
             model.close();
             throw e;
@@ -118,13 +123,33 @@ public final class Engine implements AutoCloseable {
         return eosIds;
     }
 
-    /** A session with a context of {@code maxContext} tokens; 0 means the model's maximum, capped at {@value #DEFAULT_CONTEXT_CAP}. */
+    /**
+     * The KV cache precision sessions get by default: BF16 for a model published in bfloat16 ({@code torch_dtype},
+     * or {@code dtype} as newer transformers write it), whose own runtime keeps its cache in bf16 too; F32 for
+     * any other (float32, and float16, whose 10-bit mantissa a bf16 cache would round away), or for heads of odd
+     * width, which the packed bf16 cache cannot hold. Speed is why: a bf16 cache halves the bytes decode reads
+     * per position (docs/performance.md).
+     */
+    public static DType defaultKvCache(HfConfig config, int headDim) {
+        String published = config.getString("torch_dtype", config.getString("dtype", ""));
+        return "bfloat16".equals(published) && headDim % 2 == 0 ? DType.BF16 : DType.F32;
+    }
+
+    /** {@link #defaultKvCache(HfConfig, int)} for this model. */
+    public DType defaultKvCache() {
+        return kvCache;
+    }
+
+    /**
+     * A session with a context of {@code maxContext} tokens (0 means the model's maximum, capped at
+     * {@value #DEFAULT_CONTEXT_CAP}) and the KV cache in {@link #defaultKvCache()}.
+     */
     public Session newSession(int maxContext) {
-        return newSession(maxContext, org.jtune.io.safetensors.DType.F32);
+        return newSession(maxContext, kvCache);
     }
 
     /** {@link #newSession(int)} with the KV cache in {@code kvCache}: F32, or BF16 (half the memory, keys and values rounded). */
-    public Session newSession(int maxContext, org.jtune.io.safetensors.DType kvCache) {
+    public Session newSession(int maxContext, DType kvCache) {
         int max = model.info().maxPositionEmbeddings();
         if (maxContext > max) {
             throw new JTuneException("context of " + maxContext + " tokens exceeds the model's maximum of " + max);

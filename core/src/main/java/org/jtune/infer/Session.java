@@ -17,6 +17,7 @@ public final class Session implements AutoCloseable {
 
     private final LanguageModel model;
     private final ModelState state;
+    private final DType kvCache;
     private final int vocab;
     private final int[] history;      // (maxSeq) tokens whose keys/values are in the cache
     private final float[] logits;     // (vocab) logits after the last fed token
@@ -37,9 +38,15 @@ public final class Session implements AutoCloseable {
         }
         this.model = model;
         this.state = model.newState(maxSeq, maxChunk, kvCache);
+        this.kvCache = kvCache;
         this.vocab = model.info().vocabSize();
         this.history = new int[maxSeq];
         this.logits = new float[vocab];
+    }
+
+    /** The precision the KV cache holds keys and values in. */
+    public DType kvCache() {
+        return kvCache;
     }
 
     public LanguageModel model() {
