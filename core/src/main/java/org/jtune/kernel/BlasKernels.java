@@ -240,6 +240,24 @@ public final class BlasKernels implements Kernels {
     }
 
     @Override
+    public void attendCausalBlock(float[] out, int outOff, int outStride, float[] q, int qOff, int qStride, int rows,
+                                  float[] keys, float[] values, int kvOff, int kvStride, int firstLen, int headDim,
+                                  float scale, float[] scratch) {
+        java.attendCausalBlock(out, outOff, outStride, q, qOff, qStride, rows, keys, values, kvOff, kvStride, firstLen,
+                headDim, scale, scratch);
+    }
+
+    @Override
+    public int causalBlockRows() {
+        return java.causalBlockRows();
+    }
+
+    @Override
+    public int causalBlockScratch(int maxLen, int headDim) {
+        return java.causalBlockScratch(maxLen, headDim);
+    }
+
+    @Override
     public void attendGroup(float[] out, int outOff, float[] q, int qOff, int group, float[] keys, float[] values,
                             int kvOff, int kvStride, int len, int headDim, float scale, float[] scores, float[] lse,
                             int lseOff) {

@@ -163,6 +163,31 @@ public interface Kernels {
     }
 
     /**
+     * Causal attention of {@code rows} consecutive tokens of one query head over one kv head's cache (a prompt
+     * chunk): row r's query starts at {@code qOff + r * qStride} and its output at {@code outOff + r * outStride};
+     * row r attends positions {@code 0 .. firstLen + r - 1}, laid out as in {@link #attend}. The same as attend
+     * row by row, up to the order of the sums. scratch needs {@link #causalBlockScratch} elements.
+     */
+    default void attendCausalBlock(float[] out, int outOff, int outStride, float[] q, int qOff, int qStride, int rows,
+                                   float[] keys, float[] values, int kvOff, int kvStride, int firstLen, int headDim,
+                                   float scale, float[] scratch) {
+        for (int r = 0; r < rows; r++) {
+            attend(out, outOff + r * outStride, q, qOff + r * qStride, keys, values, kvOff, kvStride, firstLen + r,
+                    headDim, scale, scratch);
+        }
+    }
+
+    /** The rows per {@link #attendCausalBlock} call this implementation is fastest at: 1 where it has no block kernel. */
+    default int causalBlockRows() {
+        return 1;
+    }
+
+    /** Scratch elements {@link #attendCausalBlock} needs for blocks reading at most {@code maxLen} positions. */
+    default int causalBlockScratch(int maxLen, int headDim) {
+        return maxLen;
+    }
+
+    /**
      * One head's attention over the union of {@code count} ranges of positions, from its attention over each
      * ({@link #attendGroup} with lse): part p's output is {@code headDim} floats at
      * {@code partOff + p * partStride} and its log-sum-exp is {@code lse[lseOff + p * lseStride]}; out is the

@@ -615,6 +615,232 @@ public final class VectorKernels implements Kernels {
         weightedValues(out, outOff, group, values, kvOff, kvStride, len, headDim, scores);
     }
 
+    /** Tokens per causal block: two vectors of one token per lane, so that each broadcast feeds two FMAs. */
+    private static final int BLOCK = 2 * L;
+
+    /** A block of 2L rows shares every key and value load, with no lane sums. */
+    @Override
+    public int causalBlockRows() {
+        return BLOCK;
+    }
+
+    /** The block's scores and probabilities ({@code 2L x maxLen}), its queries and outputs transposed, max and sums. */
+    @Override
+    public int causalBlockScratch(int maxLen, int headDim) {
+        return BLOCK * (maxLen + 2 * headDim + 2);
+    }
+
+    /**
+     * The block with one token per lane, over two vectors (rows 0..L-1, then L..2L-1): q transposed once (scale
+     * folded in), so that each pair of score vectors holds one position for all the rows and builds from a key
+     * element broadcast against a q column (no lane sums, no merge tree, each key read once for 2L rows); softmax
+     * runs lane-wise over those vectors (a row's max and sum are its lane's), positions past a row's end masked
+     * to zero; the values are summed the same way into the output transposed, then divided by the sums as the
+     * rows are written out. Fewer than 2L rows leave the other lanes' queries zero, and their results unwritten.
+     */
+    @Override
+    public void attendCausalBlock(float[] out, int outOff, int outStride, float[] q, int qOff, int qStride, int rows,
+                                  float[] keys, float[] values, int kvOff, int kvStride, int firstLen, int headDim,
+                                  float scale, float[] scratch) {
+        if (rows < 1) {
+            return;
+        }
+        if (rows > BLOCK || firstLen < 1) {
+            Kernels.super.attendCausalBlock(out, outOff, outStride, q, qOff, qStride, rows, keys, values, kvOff,
+                    kvStride, firstLen, headDim, scale, scratch);
+            return;
+        }
+        int len = firstLen + rows - 1;   // the positions the last row reads
+        int qt = BLOCK * len, ot = qt + BLOCK * headDim, max = ot + BLOCK * headDim, sums = max + BLOCK;
+        for (int d = 0; d < headDim; d++) {
+            for (int r = 0; r < BLOCK; r++) {
+                scratch[qt + d * BLOCK + r] = r < rows ? scale * q[qOff + r * qStride + d] : 0f;
+            }
+        }
+        int maxed = blockScores(scratch, qt, keys, kvOff, kvStride, len, firstLen, headDim, max);
+        blockSoftmax(scratch, len, firstLen, maxed, max, sums);
+        blockValues(scratch, ot, values, kvOff, kvStride, len, headDim);
+        for (int r = 0; r < rows; r++) {
+            float inv = 1f / scratch[sums + r];
+            int o = outOff + r * outStride;
+            for (int d = 0; d < headDim; d++) {
+                out[o + d] = scratch[ot + d * BLOCK + r] * inv;
+            }
+        }
+    }
+
+    /**
+     * {@code s[p * 2L + r] = qt[:, r] . k_p} for p < len: eight positions per pass, each pair of q column vectors
+     * loaded once for sixteen FMAs. The lane-wise max of the positions in passes wholly below {@code firstLen}
+     * (which every row reads) goes to {@code s[max ..]}; returns how many positions that max covers.
+     */
+    private static int blockScores(float[] s, int qt, float[] keys, int kvOff, int kvStride, int len, int firstLen,
+                                   int headDim, int max) {
+        FloatVector ma = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY), mb = ma;
+        int p = 0, maxed = 0;
+        for (; p + 8 <= len; p += 8) {
+            int k0 = kvOff + p * kvStride, k1 = k0 + kvStride, k2 = k1 + kvStride, k3 = k2 + kvStride;
+            int k4 = k3 + kvStride, k5 = k4 + kvStride, k6 = k5 + kvStride, k7 = k6 + kvStride;
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+            FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
+            for (int d = 0; d < headDim; d++) {
+                FloatVector c = FloatVector.fromArray(F, s, qt + d * BLOCK), e = FloatVector.fromArray(F, s, qt + d * BLOCK + L);
+                FloatVector k = FloatVector.broadcast(F, keys[k0 + d]);
+                a0 = k.fma(c, a0);
+                b0 = k.fma(e, b0);
+                k = FloatVector.broadcast(F, keys[k1 + d]);
+                a1 = k.fma(c, a1);
+                b1 = k.fma(e, b1);
+                k = FloatVector.broadcast(F, keys[k2 + d]);
+                a2 = k.fma(c, a2);
+                b2 = k.fma(e, b2);
+                k = FloatVector.broadcast(F, keys[k3 + d]);
+                a3 = k.fma(c, a3);
+                b3 = k.fma(e, b3);
+                k = FloatVector.broadcast(F, keys[k4 + d]);
+                a4 = k.fma(c, a4);
+                b4 = k.fma(e, b4);
+                k = FloatVector.broadcast(F, keys[k5 + d]);
+                a5 = k.fma(c, a5);
+                b5 = k.fma(e, b5);
+                k = FloatVector.broadcast(F, keys[k6 + d]);
+                a6 = k.fma(c, a6);
+                b6 = k.fma(e, b6);
+                k = FloatVector.broadcast(F, keys[k7 + d]);
+                a7 = k.fma(c, a7);
+                b7 = k.fma(e, b7);
+            }
+            int o = p * BLOCK;
+            a0.intoArray(s, o);
+            b0.intoArray(s, o + L);
+            a1.intoArray(s, o + BLOCK);
+            b1.intoArray(s, o + BLOCK + L);
+            a2.intoArray(s, o + 2 * BLOCK);
+            b2.intoArray(s, o + 2 * BLOCK + L);
+            a3.intoArray(s, o + 3 * BLOCK);
+            b3.intoArray(s, o + 3 * BLOCK + L);
+            a4.intoArray(s, o + 4 * BLOCK);
+            b4.intoArray(s, o + 4 * BLOCK + L);
+            a5.intoArray(s, o + 5 * BLOCK);
+            b5.intoArray(s, o + 5 * BLOCK + L);
+            a6.intoArray(s, o + 6 * BLOCK);
+            b6.intoArray(s, o + 6 * BLOCK + L);
+            a7.intoArray(s, o + 7 * BLOCK);
+            b7.intoArray(s, o + 7 * BLOCK + L);
+            if (p + 8 <= firstLen) {
+                ma = a0.max(a1).max(a2.max(a3)).max(a4.max(a5).max(a6.max(a7))).max(ma);
+                mb = b0.max(b1).max(b2.max(b3)).max(b4.max(b5).max(b6.max(b7))).max(mb);
+                maxed = p + 8;
+            }
+        }
+        for (; p < len; p++) {
+            int k0 = kvOff + p * kvStride;
+            FloatVector a0 = FloatVector.zero(F), b0 = a0;
+            for (int d = 0; d < headDim; d++) {
+                FloatVector k = FloatVector.broadcast(F, keys[k0 + d]);
+                a0 = k.fma(FloatVector.fromArray(F, s, qt + d * BLOCK), a0);
+                b0 = k.fma(FloatVector.fromArray(F, s, qt + d * BLOCK + L), b0);
+            }
+            a0.intoArray(s, p * BLOCK);
+            b0.intoArray(s, p * BLOCK + L);
+        }
+        ma.intoArray(s, max);
+        mb.intoArray(s, max + L);
+        return maxed;
+    }
+
+    /**
+     * Lane-wise softmax numerators of {@code s[p * 2L + r]}, p < len, and their sums into {@code s[sums + r]}; lane r
+     * reads positions below {@code firstLen + r}: the rest become exact zeros. {@code s[max ..]} holds the lanes'
+     * max over the first {@code maxed} positions.
+     */
+    private static void blockSoftmax(float[] s, int len, int firstLen, int maxed, int max, int sums) {
+        // lane r's mask at position p: r <= p - firstLen, all clear before firstLen; one exp call site, as C2
+        // stops inlining exp (and boxes its vectors) in a method with two
+        for (int half = 0; half < BLOCK; half += L) {
+            FloatVector lane = FloatVector.broadcast(F, (float) half).addIndex(1);
+            FloatVector m = FloatVector.fromArray(F, s, max + half);
+            for (int p = maxed; p < len; p++) {
+                VectorMask<Float> hidden = lane.compare(VectorOperators.LE, (float) (p - firstLen));
+                m = FloatVector.fromArray(F, s, p * BLOCK + half).blend(Float.NEGATIVE_INFINITY, hidden).max(m);
+            }
+            FloatVector sum = FloatVector.zero(F);
+            for (int p = 0; p < len; p++) {
+                VectorMask<Float> hidden = lane.compare(VectorOperators.LE, (float) (p - firstLen));
+                FloatVector e = VectorMath.exp(FloatVector.fromArray(F, s, p * BLOCK + half).sub(m)).blend(0f, hidden);
+                e.intoArray(s, p * BLOCK + half);
+                sum = e.add(sum);
+            }
+            sum.intoArray(s, sums + half);
+        }
+    }
+
+    /**
+     * {@code s[ot + d * 2L + r] = sum_p s[p * 2L + r] * v_p[d]} for d < headDim: eight columns per pass (each value
+     * element broadcast once for both vectors of rows: sixteen FMAs per position), then one at a time.
+     */
+    private static void blockValues(float[] s, int ot, float[] values, int kvOff, int kvStride, int len, int headDim) {
+        int d = 0;
+        for (; d + 8 <= headDim; d += 8) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+            FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
+            for (int p = 0, v = kvOff + d; p < len; p++, v += kvStride) {
+                FloatVector w = FloatVector.fromArray(F, s, p * BLOCK), x = FloatVector.fromArray(F, s, p * BLOCK + L);
+                FloatVector k = FloatVector.broadcast(F, values[v]);
+                a0 = k.fma(w, a0);
+                b0 = k.fma(x, b0);
+                k = FloatVector.broadcast(F, values[v + 1]);
+                a1 = k.fma(w, a1);
+                b1 = k.fma(x, b1);
+                k = FloatVector.broadcast(F, values[v + 2]);
+                a2 = k.fma(w, a2);
+                b2 = k.fma(x, b2);
+                k = FloatVector.broadcast(F, values[v + 3]);
+                a3 = k.fma(w, a3);
+                b3 = k.fma(x, b3);
+                k = FloatVector.broadcast(F, values[v + 4]);
+                a4 = k.fma(w, a4);
+                b4 = k.fma(x, b4);
+                k = FloatVector.broadcast(F, values[v + 5]);
+                a5 = k.fma(w, a5);
+                b5 = k.fma(x, b5);
+                k = FloatVector.broadcast(F, values[v + 6]);
+                a6 = k.fma(w, a6);
+                b6 = k.fma(x, b6);
+                k = FloatVector.broadcast(F, values[v + 7]);
+                a7 = k.fma(w, a7);
+                b7 = k.fma(x, b7);
+            }
+            int b = ot + d * BLOCK;
+            a0.intoArray(s, b);
+            b0.intoArray(s, b + L);
+            a1.intoArray(s, b + BLOCK);
+            b1.intoArray(s, b + BLOCK + L);
+            a2.intoArray(s, b + 2 * BLOCK);
+            b2.intoArray(s, b + 2 * BLOCK + L);
+            a3.intoArray(s, b + 3 * BLOCK);
+            b3.intoArray(s, b + 3 * BLOCK + L);
+            a4.intoArray(s, b + 4 * BLOCK);
+            b4.intoArray(s, b + 4 * BLOCK + L);
+            a5.intoArray(s, b + 5 * BLOCK);
+            b5.intoArray(s, b + 5 * BLOCK + L);
+            a6.intoArray(s, b + 6 * BLOCK);
+            b6.intoArray(s, b + 6 * BLOCK + L);
+            a7.intoArray(s, b + 7 * BLOCK);
+            b7.intoArray(s, b + 7 * BLOCK + L);
+        }
+        for (; d < headDim; d++) {
+            FloatVector a0 = FloatVector.zero(F), b0 = a0;
+            for (int p = 0, v = kvOff + d; p < len; p++, v += kvStride) {
+                FloatVector k = FloatVector.broadcast(F, values[v]);
+                a0 = k.fma(FloatVector.fromArray(F, s, p * BLOCK), a0);
+                b0 = k.fma(FloatVector.fromArray(F, s, p * BLOCK + L), b0);
+            }
+            a0.intoArray(s, ot + d * BLOCK);
+            b0.intoArray(s, ot + d * BLOCK + L);
+        }
+    }
+
     /**
      * {@code scores[g * stride + at + j] = scale * q_g . k_j} for the group's heads and j < len: eight keys per
      * pass (each q vector loaded once for eight FMAs) folded into one vector of eight scores

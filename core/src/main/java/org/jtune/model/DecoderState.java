@@ -79,7 +79,8 @@ public final class DecoderState extends ModelState {
     public final float[] sin;      // (maxSeq, rotDim / 2) or empty
     private final LayerActs[] acts;
     private final float[][] scores; // (threads) x (group x maxSeq): probabilities of one (token, kv head)'s query heads,
-                                    // then a bf16 cache's kernel workspace (Kernels#attendGroupBf16)
+                                    // then a bf16 cache's kernel workspace (Kernels#attendGroupBf16); or a block's
+                                    // workspace (Kernels#causalBlockScratch), whichever is larger
     private final AttentionTask attention;
     /**
      * Most parts a kv head's positions are split into for one token (see {@link #attend}), so that a decode step
@@ -96,6 +97,9 @@ public final class DecoderState extends ModelState {
     private final float[] widenedKeys, widenedValues;
     private final WidenTask widen;
     private int partPositions = ATTENTION_PART;
+    /** Tokens per {@link Kernels#attendCausalBlock} call in a prompt chunk, or 1: each token on its own. */
+    private int blockRows;
+    private final int maxBlockRows;
     private final boolean perLayer;
 
     /** Items a decode step's attention is split into when the context is long enough: several per thread. */
@@ -137,7 +141,12 @@ public final class DecoderState extends ModelState {
             cos = sin = new float[0];
         }
         int group = d.queriesPerKvHead();
-        scores = new float[pool.threads()][group * maxSeq + (kvCache == DType.F32 ? 0 : Math.max(4096, 2 * d.headDim))];
+        maxBlockRows = blockRows = maxChunk >= kernels.causalBlockRows() ? kernels.causalBlockRows() : 1;
+        int scratch = group * maxSeq + (kvCache == DType.F32 ? 0 : Math.max(4096, 2 * d.headDim));
+        if (blockRows > 1) {
+            scratch = Math.max(scratch, kernels.causalBlockScratch(maxSeq, d.headDim));
+        }
+        scores = new float[pool.threads()][scratch];
         attention = new AttentionTask(kernels, pool);
         maxParts = Math.max(1, (ATTENTION_ITEMS + d.numKvHeads - 1) / d.numKvHeads);
         partOut = new float[maxParts > 1 ? maxParts * d.qDim() : 0];
@@ -160,6 +169,15 @@ public final class DecoderState extends ModelState {
     }
 
     /** The activations of layer l. */
+    /**
+     * Whether a prompt chunk's attention runs in blocks of consecutive tokens ({@link Kernels#attendCausalBlock},
+     * where the kernels have a block kernel and chunks are long enough; the default) or token by token (to
+     * measure or test either path).
+     */
+    public void causalBlocks(boolean on) {
+        blockRows = on ? maxBlockRows : 1;
+    }
+
     public LayerActs acts(int layer) {
         return acts[perLayer ? layer : 0];
     }
@@ -213,11 +231,15 @@ public final class DecoderState extends ModelState {
      * ({@link Kernels#combineAttention}). The split depends on the context length only, never on the thread
      * count, so the result does not either. Over a bf16 cache a single token reads the packed rows
      * ({@link Kernels#attendGroupBf16}: half the bytes), and a chunk of several reads them widened once for
-     * all its queries.
+     * all its queries. A chunk of at least {@link Kernels#causalBlockRows} tokens (where the kernels have a block
+     * kernel) runs over (block of that many consecutive tokens, query head) items instead
+     * ({@link Kernels#attendCausalBlock}: a block's rows share every key and value read; a kv head's rows, read
+     * again by each of its query heads, come from L2 by then).
      */
     public void attend(LayerActs a, int layer, int start, int n, float scale) {
         AttentionTask task = attention;
         int parts = n == 1 ? Math.max(1, Math.min(maxParts, (start + 1) / partPositions)) : 1;
+        int block = n >= blockRows ? blockRows : 1;
         task.state = this;
         task.acts = a;
         task.layer = layer;
@@ -225,6 +247,7 @@ public final class DecoderState extends ModelState {
         task.tokens = n;
         task.scale = scale;
         task.parts = parts;
+        task.block = block;
         task.widened = n > 1 && widenedKeys != null;
         if (task.widened) {   // a bf16 cache and a chunk of queries: widen the positions they read once for all of them
             widen.state = this;
@@ -232,7 +255,8 @@ public final class DecoderState extends ModelState {
             widen.positions = start + n;
             widen.pool.run(2 * dims.numKvHeads, widen);
         }
-        task.pool.run(n * dims.numKvHeads * task.parts, task);
+        int items = block > 1 ? (n + block - 1) / block * dims.numHeads : n * dims.numKvHeads * parts;
+        task.pool.run(items, task);
         task.acts = null;
         if (parts > 1) {
             int hd = dims.headDim, group = dims.queriesPerKvHead();
@@ -249,7 +273,7 @@ public final class DecoderState extends ModelState {
         final WorkerPool pool;
         DecoderState state;
         LayerActs acts;
-        int layer, start, tokens, parts;
+        int layer, start, tokens, parts, block;
         boolean widened;
         float scale;
 
@@ -276,6 +300,16 @@ public final class DecoderState extends ModelState {
                     int p0 = (int) ((long) len * p / parts), p1 = (int) ((long) len * (p + 1) / parts);
                     attendGroup(s.partOut, i * group * hd, kv * group * hd, group, keys, values, packedKeys,
                             packedValues, c.index(kv, p0), p1 - p0, hd, sc, s.partLse, i * group);
+                }
+                return;
+            }
+            if (block > 1) {   // item = (block of tokens, query head): small items, as later blocks read more
+                int heads = d.numHeads;
+                for (int i = from; i < to; i++) {
+                    int t0 = i / heads * block, h = i % heads, rows = Math.min(block, tokens - t0);
+                    int off = t0 * qd + h * hd;
+                    kernels.attendCausalBlock(acts.att, off, qd, acts.q, off, qd, rows, keys, values,
+                            c.index(h / group, 0), hd, start + t0 + 1, hd, scale, sc);
                 }
                 return;
             }

@@ -496,6 +496,48 @@ class VectorKernelsParityTest {
     }
 
     /**
+     * A block of consecutive tokens attended causally (prefill): every row close to the scalar twin's, which is
+     * attend row by row, for full and partial blocks, first rows that see one position or many, odd head widths
+     * and strides; rows outside the block and the output's gaps are left as they were; the scratch the kernel
+     * asks for is enough.
+     */
+    @Test
+    void attendCausalBlockMatchesScalar() {
+        Random rnd = new Random(15);
+        for (int headDim : new int[] {1, 7, 16, 17, 64, 65}) {
+            for (int rows : new int[] {1, 2, 5, VEC.causalBlockRows() / 2 + 1, VEC.causalBlockRows() - 1, VEC.causalBlockRows()}) {
+                for (int firstLen : new int[] {1, 2, 9, 40, 300}) {
+                    int len = firstLen + rows - 1;
+                    int kvStride = headDim + 3, kvOff = 2, qStride = 2 * headDim + 1, outStride = headDim + 4;
+                    int qOff = 1, outOff = 3;
+                    float[] keys = TestMatrices.randomFloats(rnd, kvOff + len * kvStride);
+                    float[] values = TestMatrices.randomFloats(rnd, kvOff + len * kvStride);
+                    float[] q = TestMatrices.randomFloats(rnd, qOff + rows * qStride);
+                    for (int i = 0; i < q.length; i++) {
+                        q[i] *= 4;   // peaked probabilities, so that a misplaced mask or max would show
+                    }
+                    float scale = (float) (1 / Math.sqrt(headDim));
+                    float[] e = new float[outOff + rows * outStride + 2];
+                    java.util.Arrays.fill(e, -7f);
+                    float[] a = e.clone();
+                    REF.attendCausalBlock(e, outOff, outStride, q, qOff, qStride, rows, keys, values, kvOff, kvStride,
+                            firstLen, headDim, scale, new float[REF.causalBlockScratch(len, headDim)]);
+                    VEC.attendCausalBlock(a, outOff, outStride, q, qOff, qStride, rows, keys, values, kvOff, kvStride,
+                            firstLen, headDim, scale, new float[VEC.causalBlockScratch(len, headDim)]);
+                    assertElementsClose(e, a, 10 * tol(Math.max(len, headDim)),
+                            "causal block headDim=" + headDim + " rows=" + rows + " firstLen=" + firstLen);
+                    for (int i = 0; i < a.length; i++) {
+                        int r = (i - outOff) / outStride, c = (i - outOff) % outStride;
+                        if (i < outOff || r >= rows || c >= headDim) {
+                            assertEquals(-7f, a[i], "element " + i + " is outside the block's rows");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /**
      * Grouped-query heads attended together: each head the same bits as the vector kernel's attend of that
      * head alone (the sums run in the same order), and close to the scalar twin's per-head attend.
      */

@@ -166,6 +166,8 @@ class ModelConformanceTest {
                 int[] ids = ids(golden, "input_ids." + (sequenceCount(golden) - 1));
                 int vocab = model.info().vocabSize();
                 float[] full = new float[ids.length * vocab];
+                // one chunk of 53-64 tokens: its attention runs in blocks (Kernels#attendCausalBlock), which the
+                // one-by-one and short-chunk passes below, token by token, check
                 new Session(model, ids.length, ids.length).feedAllLogits(ids, 0, ids.length, full, 0);
 
                 Session stepwise = new Session(model, ids.length, 1);
