@@ -6,7 +6,8 @@
 # that both see the same phases of this VM. Figures: prefill of 128 tokens from an empty context, and
 # decode of 64 tokens after a 128-token context (positions 128-191), the best and the median of each
 # tool's samples (jtune: one sample per repetition of 64 tokens; llama-bench: likewise, -r 5).
-# usage: scripts/llamacpp-compare.sh [WORK_DIR [ROUNDS [SHAPES]]]   (needs root for chroot)
+# usage: [PROMPT=128] [GEN=64] scripts/llamacpp-compare.sh [WORK_DIR [ROUNDS [SHAPES]]]   (needs root for chroot)
+#   PROMPT and GEN change the 128 and 64 (PROMPT=512 GEN=128: llama-bench's own default sizes).
 #   WORK_DIR: where perf.sh keeps its models (default /tmp/jtune-perf); SHAPES: default
 #   "smollm2-135m tinyllama-1.1b". LLAMA_CHROOT: the chroot of scripts/llamacpp-chroot.sh
 #   (default /work/llama-sid); it is built when missing.
@@ -17,6 +18,8 @@ rounds="${2:-3}"
 shapes="${3:-smollm2-135m tinyllama-1.1b}"
 chroot_dir="${LLAMA_CHROOT:-/work/llama-sid}"
 threads="${THREADS:-2}"
+prompt="${PROMPT:-128}"
+gen="${GEN:-64}"
 jt="$here/jtune"
 tok="$here/../shared/tokenizers/llama2-tinyllama/tokenizer.model"
 
@@ -47,15 +50,15 @@ done
 samples="$work/llamacpp-compare.samples"
 : >"$samples"
 jtune_bench() {   # model dir -> prefill and decode samples
-  "$jt" bench -m "$work/$1" --threads "$threads" --prompt 128 --gen 64 --repeat 5 --no-machine --samples 2>/dev/null \
+  "$jt" bench -m "$work/$1" --threads "$threads" --prompt "$prompt" --gen "$gen" --repeat 5 --no-machine --samples 2>/dev/null \
     | awk -v m="$1" '/^sample/ {print "jtune", m, $2, $3}' >>"$samples"
 }
-llama_bench() {   # gguf -> prefill samples (empty context) and decode samples (after 128 tokens)
-  in_chroot llama-bench -m "/work/$1" -t "$threads" -p 128 -n 0 -r 5 -o jsonl 2>/dev/null \
+llama_bench() {   # gguf -> prefill samples (empty context) and decode samples (after PROMPT tokens)
+  in_chroot llama-bench -m "/work/$1" -t "$threads" -p "$prompt" -n 0 -r 5 -o jsonl 2>/dev/null \
     | python3 -c 'import json,sys
 for l in sys.stdin:
     for s in json.loads(l)["samples_ts"]: print("llama.cpp", sys.argv[1], "prefill", s)' "$1" >>"$samples"
-  in_chroot llama-bench -m "/work/$1" -t "$threads" -p 0 -n 64 -d 128 -r 5 -o jsonl 2>/dev/null \
+  in_chroot llama-bench -m "/work/$1" -t "$threads" -p 0 -n "$gen" -d "$prompt" -r 5 -o jsonl 2>/dev/null \
     | python3 -c 'import json,sys
 for l in sys.stdin:
     for s in json.loads(l)["samples_ts"]: print("llama.cpp", sys.argv[1], "decode", s)' "$1" >>"$samples"
