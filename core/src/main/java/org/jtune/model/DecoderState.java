@@ -168,7 +168,6 @@ public final class DecoderState extends ModelState {
         partPositions = positions;
     }
 
-    /** The activations of layer l. */
     /**
      * Whether a prompt chunk's attention runs in blocks of consecutive tokens ({@link Kernels#attendCausalBlock},
      * where the kernels have a block kernel and chunks are long enough; the default) or token by token (to
@@ -178,6 +177,7 @@ public final class DecoderState extends ModelState {
         blockRows = on ? maxBlockRows : 1;
     }
 
+    /** The activations of layer l. */
     public LayerActs acts(int layer) {
         return acts[perLayer ? layer : 0];
     }
