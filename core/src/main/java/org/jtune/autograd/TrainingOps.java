@@ -411,11 +411,19 @@ public final class TrainingOps implements Ops {
             int kvd = d.kvDim();
             float[] dAtt = tape.grad(a.att), dQ = tape.grad(a.q);
             float[] dKeys = tape.grad(keys), dValues = tape.grad(values);
-            // parallel over kv heads: each owns its query heads' dQ columns and its own dK/dV columns
+            // parallel over kv heads: each owns its query heads' dQ columns and its own dK/dV columns; within one,
+            // its query heads' rows in blocks of the kernels' size, the probabilities recomputed
+            int hd = d.headDim(), group = d.queriesPerKvHead(), qd = d.qDim(), block = k.causalBlockRows();
             WorkerPool.shared().run(d.numKvHeads(), (from, to) -> {
+                float[] scratch = new float[k.causalBlockBackwardScratch(start + n, hd)];
                 for (int kvHead = from; kvHead < to; kvHead++) {
-                    attentionBackward(d, a, keys, values, dAtt, dQ, dKeys, dValues, kvHead, s.cache.index(kvHead, 0), start, n,
-                            scale);
+                    for (int head = kvHead * group; head < (kvHead + 1) * group; head++) {
+                        for (int t0 = 0; t0 < n; t0 += block) {
+                            int off = t0 * qd + head * hd;
+                            k.attendCausalBlockBackward(a.q, off, qd, dAtt, off, dQ, Math.min(block, n - t0), keys, values,
+                                    dKeys, dValues, s.cache.index(kvHead, 0), hd, start + t0 + 1, hd, scale, scratch);
+                        }
+                    }
                 }
             });
             // the append: new rows of the cache came from k and v (see KvCache.write)
@@ -428,38 +436,6 @@ public final class TrainingOps implements Ops {
                 }
             }
         });
-    }
-
-    /**
-     * Backward of causal attention for the query heads reading one kv head, recomputing the
-     * probabilities: dS_j = p_j (dP_j - sum_i p_i dP_i) with dP_j = dAtt . v_j; then
-     * dQ += scale dS k, dK_j += scale dS_j q, dV_j += p_j dAtt.
-     */
-    private void attentionBackward(DecoderState.Dims d, DecoderState.LayerActs a, float[] keys, float[] values,
-                                   float[] dAtt, float[] dQ, float[] dKeys, float[] dValues, int kvHead, int kvo,
-                                   int start, int n, float scale) {
-        int hd = d.headDim(), group = d.queriesPerKvHead(), qd = d.qDim();
-        float[] p = new float[start + n], dP = new float[start + n];
-        for (int head = kvHead * group; head < (kvHead + 1) * group; head++) {
-            for (int t = 0; t < n; t++) {
-                int len = start + t + 1, qo = t * qd + head * hd;
-                for (int j = 0; j < len; j++) {
-                    p[j] = scale * k.dot(a.q, qo, keys, kvo + j * hd, hd);
-                }
-                k.softmax(p, 0, len);
-                double sum = 0;
-                for (int j = 0; j < len; j++) {
-                    dP[j] = k.dot(dAtt, qo, values, kvo + j * hd, hd);
-                    sum += (double) p[j] * dP[j];
-                }
-                for (int j = 0; j < len; j++) {
-                    float dS = p[j] * (dP[j] - (float) sum) * scale;
-                    k.axpy(dQ, qo, dS, keys, kvo + j * hd, hd);
-                    k.axpy(dKeys, kvo + j * hd, dS, a.q, qo, hd);
-                    k.axpy(dValues, kvo + j * hd, p[j], dAtt, qo, hd);
-                }
-            }
-        }
     }
 
     @Override

@@ -248,6 +248,20 @@ public final class BlasKernels implements Kernels {
     }
 
     @Override
+    public void attendCausalBlockBackward(float[] q, int qOff, int qStride, float[] dOut, int dOutOff, float[] dQ,
+                                          int rows, float[] keys, float[] values, float[] dKeys, float[] dValues,
+                                          int kvOff, int kvStride, int firstLen, int headDim, float scale,
+                                          float[] scratch) {
+        java.attendCausalBlockBackward(q, qOff, qStride, dOut, dOutOff, dQ, rows, keys, values, dKeys, dValues, kvOff,
+                kvStride, firstLen, headDim, scale, scratch);
+    }
+
+    @Override
+    public int causalBlockBackwardScratch(int maxLen, int headDim) {
+        return java.causalBlockBackwardScratch(maxLen, headDim);
+    }
+
+    @Override
     public int causalBlockRows() {
         return java.causalBlockRows();
     }

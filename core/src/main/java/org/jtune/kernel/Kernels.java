@@ -188,6 +188,46 @@ public interface Kernels {
     }
 
     /**
+     * Backward of {@link #attendCausalBlock} for the same block (q, rows, keys, values, firstLen as there), given
+     * {@code dOut}, the gradient of its outputs (row r at {@code dOutOff + r * qStride}): recomputes each row's
+     * probabilities p and, with {@code dP_j = dOut . v_j} and {@code dS_j = p_j (dP_j - sum_i p_i dP_i)}, adds
+     * {@code scale * sum_j dS_j k_j} to dQ (laid out as q), {@code scale * dS_j q} to dKeys and {@code p_j dOut}
+     * to dValues (laid out as keys and values) for every position j a row reads. scratch needs
+     * {@link #causalBlockBackwardScratch} elements.
+     */
+    default void attendCausalBlockBackward(float[] q, int qOff, int qStride, float[] dOut, int dOutOff, float[] dQ,
+                                           int rows, float[] keys, float[] values, float[] dKeys, float[] dValues,
+                                           int kvOff, int kvStride, int firstLen, int headDim, float scale,
+                                           float[] scratch) {
+        int maxLen = firstLen + rows - 1;
+        for (int r = 0; r < rows; r++) {
+            int len = firstLen + r, qo = qOff + r * qStride, go = dOutOff + r * qStride;
+            for (int j = 0; j < len; j++) {
+                scratch[j] = scale * dot(q, qo, keys, kvOff + j * kvStride, headDim);
+            }
+            softmax(scratch, 0, len);
+            double sum = 0;
+            for (int j = 0; j < len; j++) {
+                float dP = dot(dOut, go, values, kvOff + j * kvStride, headDim);
+                scratch[maxLen + j] = dP;
+                sum += (double) scratch[j] * dP;
+            }
+            for (int j = 0; j < len; j++) {
+                float p = scratch[j], dS = p * (scratch[maxLen + j] - (float) sum) * scale;
+                int kj = kvOff + j * kvStride;
+                axpy(dQ, qo, dS, keys, kj, headDim);
+                axpy(dKeys, kj, dS, q, qo, headDim);
+                axpy(dValues, kj, p, dOut, go, headDim);
+            }
+        }
+    }
+
+    /** Scratch elements {@link #attendCausalBlockBackward} needs for blocks reading at most {@code maxLen} positions. */
+    default int causalBlockBackwardScratch(int maxLen, int headDim) {
+        return 2 * maxLen;
+    }
+
+    /**
      * One head's attention over the union of {@code count} ranges of positions, from its attention over each
      * ({@link #attendGroup} with lse): part p's output is {@code headDim} floats at
      * {@code partOff + p * partStride} and its log-sum-exp is {@code lse[lseOff + p * lseStride]}; out is the

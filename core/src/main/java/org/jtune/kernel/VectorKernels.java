@@ -657,9 +657,9 @@ public final class VectorKernels implements Kernels {
                 scratch[qt + d * BLOCK + r] = r < rows ? scale * q[qOff + r * qStride + d] : 0f;
             }
         }
-        int maxed = blockScores(scratch, qt, keys, kvOff, kvStride, len, firstLen, headDim, max);
-        blockSoftmax(scratch, len, firstLen, maxed, max, sums);
-        blockValues(scratch, ot, values, kvOff, kvStride, len, headDim);
+        int maxed = blockScores(scratch, 0, qt, keys, kvOff, kvStride, len, firstLen, headDim, max);
+        blockSoftmax(scratch, 0, len, firstLen, maxed, max, sums);
+        blockValues(scratch, ot, 0, values, kvOff, kvStride, len, headDim);
         for (int r = 0; r < rows; r++) {
             float inv = 1f / scratch[sums + r];
             int o = outOff + r * outStride;
@@ -670,12 +670,12 @@ public final class VectorKernels implements Kernels {
     }
 
     /**
-     * {@code s[p * 2L + r] = qt[:, r] . k_p} for p < len: eight positions per pass, each pair of q column vectors
+     * {@code s[at + p * 2L + r] = s[qt + d * 2L + r] . k_p[d]} (summed over d) for p < len: eight positions per pass, each pair of q column vectors
      * loaded once for sixteen FMAs. The lane-wise max of the positions in passes wholly below {@code firstLen}
      * (which every row reads) goes to {@code s[max ..]}; returns how many positions that max covers.
      */
-    private static int blockScores(float[] s, int qt, float[] keys, int kvOff, int kvStride, int len, int firstLen,
-                                   int headDim, int max) {
+    private static int blockScores(float[] s, int at, int qt, float[] keys, int kvOff, int kvStride, int len,
+                                   int firstLen, int headDim, int max) {
         FloatVector ma = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY), mb = ma;
         int p = 0, maxed = 0;
         for (; p + 8 <= len; p += 8) {
@@ -710,7 +710,7 @@ public final class VectorKernels implements Kernels {
                 a7 = k.fma(c, a7);
                 b7 = k.fma(e, b7);
             }
-            int o = p * BLOCK;
+            int o = at + p * BLOCK;
             a0.intoArray(s, o);
             b0.intoArray(s, o + L);
             a1.intoArray(s, o + BLOCK);
@@ -741,8 +741,8 @@ public final class VectorKernels implements Kernels {
                 a0 = k.fma(FloatVector.fromArray(F, s, qt + d * BLOCK), a0);
                 b0 = k.fma(FloatVector.fromArray(F, s, qt + d * BLOCK + L), b0);
             }
-            a0.intoArray(s, p * BLOCK);
-            b0.intoArray(s, p * BLOCK + L);
+            a0.intoArray(s, at + p * BLOCK);
+            b0.intoArray(s, at + p * BLOCK + L);
         }
         ma.intoArray(s, max);
         mb.intoArray(s, max + L);
@@ -750,11 +750,11 @@ public final class VectorKernels implements Kernels {
     }
 
     /**
-     * Lane-wise softmax numerators of {@code s[p * 2L + r]}, p < len, and their sums into {@code s[sums + r]}; lane r
+     * Lane-wise softmax numerators of {@code s[at + p * 2L + r]}, p < len, and their sums into {@code s[sums + r]}; lane r
      * reads positions below {@code firstLen + r}: the rest become exact zeros. {@code s[max ..]} holds the lanes'
      * max over the first {@code maxed} positions.
      */
-    private static void blockSoftmax(float[] s, int len, int firstLen, int maxed, int max, int sums) {
+    private static void blockSoftmax(float[] s, int at, int len, int firstLen, int maxed, int max, int sums) {
         // lane r's mask at position p: r <= p - firstLen, all clear before firstLen; one exp call site, as C2
         // stops inlining exp (and boxes its vectors) in a method with two
         for (int half = 0; half < BLOCK; half += L) {
@@ -762,13 +762,13 @@ public final class VectorKernels implements Kernels {
             FloatVector m = FloatVector.fromArray(F, s, max + half);
             for (int p = maxed; p < len; p++) {
                 VectorMask<Float> hidden = lane.compare(VectorOperators.LE, (float) (p - firstLen));
-                m = FloatVector.fromArray(F, s, p * BLOCK + half).blend(Float.NEGATIVE_INFINITY, hidden).max(m);
+                m = FloatVector.fromArray(F, s, at + p * BLOCK + half).blend(Float.NEGATIVE_INFINITY, hidden).max(m);
             }
             FloatVector sum = FloatVector.zero(F);
             for (int p = 0; p < len; p++) {
                 VectorMask<Float> hidden = lane.compare(VectorOperators.LE, (float) (p - firstLen));
-                FloatVector e = VectorMath.exp(FloatVector.fromArray(F, s, p * BLOCK + half).sub(m)).blend(0f, hidden);
-                e.intoArray(s, p * BLOCK + half);
+                FloatVector e = VectorMath.exp(FloatVector.fromArray(F, s, at + p * BLOCK + half).sub(m)).blend(0f, hidden);
+                e.intoArray(s, at + p * BLOCK + half);
                 sum = e.add(sum);
             }
             sum.intoArray(s, sums + half);
@@ -776,16 +776,17 @@ public final class VectorKernels implements Kernels {
     }
 
     /**
-     * {@code s[ot + d * 2L + r] = sum_p s[p * 2L + r] * v_p[d]} for d < headDim: eight columns per pass (each value
+     * {@code s[ot + d * 2L + r] = sum_p s[at + p * 2L + r] * v_p[d]} for d < headDim: eight columns per pass (each value
      * element broadcast once for both vectors of rows: sixteen FMAs per position), then one at a time.
      */
-    private static void blockValues(float[] s, int ot, float[] values, int kvOff, int kvStride, int len, int headDim) {
+    private static void blockValues(float[] s, int ot, int at, float[] values, int kvOff, int kvStride, int len,
+                                    int headDim) {
         int d = 0;
         for (; d + 8 <= headDim; d += 8) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
             FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
             for (int p = 0, v = kvOff + d; p < len; p++, v += kvStride) {
-                FloatVector w = FloatVector.fromArray(F, s, p * BLOCK), x = FloatVector.fromArray(F, s, p * BLOCK + L);
+                FloatVector w = FloatVector.fromArray(F, s, at + p * BLOCK), x = FloatVector.fromArray(F, s, at + p * BLOCK + L);
                 FloatVector k = FloatVector.broadcast(F, values[v]);
                 a0 = k.fma(w, a0);
                 b0 = k.fma(x, b0);
@@ -833,11 +834,123 @@ public final class VectorKernels implements Kernels {
             FloatVector a0 = FloatVector.zero(F), b0 = a0;
             for (int p = 0, v = kvOff + d; p < len; p++, v += kvStride) {
                 FloatVector k = FloatVector.broadcast(F, values[v]);
-                a0 = k.fma(FloatVector.fromArray(F, s, p * BLOCK), a0);
-                b0 = k.fma(FloatVector.fromArray(F, s, p * BLOCK + L), b0);
+                a0 = k.fma(FloatVector.fromArray(F, s, at + p * BLOCK), a0);
+                b0 = k.fma(FloatVector.fromArray(F, s, at + p * BLOCK + L), b0);
             }
             a0.intoArray(s, ot + d * BLOCK);
             b0.intoArray(s, ot + d * BLOCK + L);
+        }
+    }
+
+    /** Probabilities and their gradients ({@code 2L x maxLen} each), q, dOut and dQ transposed, max and sums. */
+    @Override
+    public int causalBlockBackwardScratch(int maxLen, int headDim) {
+        return BLOCK * (2 * maxLen + 3 * headDim + 2);
+    }
+
+    /**
+     * The backward with {@link #attendCausalBlock}'s layout (one token per lane, 2L rows): the probabilities are
+     * recomputed by the forward's passes, dP by the scores pass over dOut and the values, dS lane-wise; dQ by the
+     * values pass over dS and the keys; dKeys and dValues, one row per position, as sums over the block's rows
+     * of a broadcast dS (or p) times a q (or dOut) row ({@link #blockOuter}).
+     */
+    @Override
+    public void attendCausalBlockBackward(float[] q, int qOff, int qStride, float[] dOut, int dOutOff, float[] dQ,
+                                          int rows, float[] keys, float[] values, float[] dKeys, float[] dValues,
+                                          int kvOff, int kvStride, int firstLen, int headDim, float scale,
+                                          float[] scratch) {
+        if (rows < 1) {
+            return;
+        }
+        if (rows > BLOCK || firstLen < 1) {
+            Kernels.super.attendCausalBlockBackward(q, qOff, qStride, dOut, dOutOff, dQ, rows, keys, values, dKeys,
+                    dValues, kvOff, kvStride, firstLen, headDim, scale, scratch);
+            return;
+        }
+        int len = firstLen + rows - 1;
+        int dp = BLOCK * len, qt = 2 * dp, gt = qt + BLOCK * headDim, dqt = gt + BLOCK * headDim;
+        int max = dqt + BLOCK * headDim, sums = max + BLOCK;
+        for (int d = 0; d < headDim; d++) {
+            for (int r = 0; r < BLOCK; r++) {
+                boolean in = r < rows;
+                scratch[qt + d * BLOCK + r] = in ? scale * q[qOff + r * qStride + d] : 0f;
+                scratch[gt + d * BLOCK + r] = in ? dOut[dOutOff + r * qStride + d] : 0f;
+            }
+        }
+        int maxed = blockScores(scratch, 0, qt, keys, kvOff, kvStride, len, firstLen, headDim, max);
+        blockSoftmax(scratch, 0, len, firstLen, maxed, max, sums);
+        blockScores(scratch, dp, gt, values, kvOff, kvStride, len, 0, headDim, max);   // dP; no max (firstLen 0)
+        blockSoftmaxBackward(scratch, dp, len, sums, scale);
+        blockValues(scratch, dqt, dp, keys, kvOff, kvStride, len, headDim);
+        for (int r = 0; r < rows; r++) {
+            int o = qOff + r * qStride;
+            for (int d = 0; d < headDim; d++) {
+                dQ[o + d] += scratch[dqt + d * BLOCK + r];
+            }
+        }
+        blockOuter(dKeys, kvOff, kvStride, scratch, dp, len, q, qOff, qStride, rows, headDim);
+        blockOuter(dValues, kvOff, kvStride, scratch, 0, len, dOut, dOutOff, qStride, rows, headDim);
+    }
+
+    /**
+     * From the softmax numerators at {@code s[0 ..]} (sums at {@code s[sums ..]}) and dP at {@code s[dp ..]}: the
+     * probabilities p in place, and {@code dS = scale * p (dP - sum_j p_j dP_j)} over dP, lane by lane.
+     */
+    private static void blockSoftmaxBackward(float[] s, int dp, int len, int sums, float scale) {
+        for (int half = 0; half < BLOCK; half += L) {
+            FloatVector inv = FloatVector.broadcast(F, 1f).div(FloatVector.fromArray(F, s, sums + half));
+            FloatVector dot = FloatVector.zero(F);
+            for (int p = 0; p < len; p++) {
+                FloatVector pv = FloatVector.fromArray(F, s, p * BLOCK + half).mul(inv);
+                pv.intoArray(s, p * BLOCK + half);
+                dot = pv.fma(FloatVector.fromArray(F, s, dp + p * BLOCK + half), dot);
+            }
+            for (int p = 0; p < len; p++) {
+                FloatVector pv = FloatVector.fromArray(F, s, p * BLOCK + half);
+                FloatVector g = FloatVector.fromArray(F, s, dp + p * BLOCK + half).sub(dot);
+                pv.mul(g).mul(scale).intoArray(s, dp + p * BLOCK + half);
+            }
+        }
+    }
+
+    /**
+     * {@code out[outOff + j * outStride + d] += sum_{r < rows} s[at + j * 2L + r] * x[xOff + r * xStride + d]} for
+     * j < len and d < headDim: per position, 4L columns at a time in registers, each lane value broadcast once.
+     */
+    private static void blockOuter(float[] out, int outOff, int outStride, float[] s, int at, int len, float[] x,
+                                   int xOff, int xStride, int rows, int headDim) {
+        for (int j = 0; j < len; j++) {
+            int o = outOff + j * outStride, w = at + j * BLOCK;
+            int d = 0;
+            for (; d + 4 * L <= headDim; d += 4 * L) {
+                FloatVector a0 = FloatVector.fromArray(F, out, o + d), a1 = FloatVector.fromArray(F, out, o + d + L);
+                FloatVector a2 = FloatVector.fromArray(F, out, o + d + 2 * L), a3 = FloatVector.fromArray(F, out, o + d + 3 * L);
+                for (int r = 0, xr = xOff + d; r < rows; r++, xr += xStride) {
+                    FloatVector c = FloatVector.broadcast(F, s[w + r]);
+                    a0 = c.fma(FloatVector.fromArray(F, x, xr), a0);
+                    a1 = c.fma(FloatVector.fromArray(F, x, xr + L), a1);
+                    a2 = c.fma(FloatVector.fromArray(F, x, xr + 2 * L), a2);
+                    a3 = c.fma(FloatVector.fromArray(F, x, xr + 3 * L), a3);
+                }
+                a0.intoArray(out, o + d);
+                a1.intoArray(out, o + d + L);
+                a2.intoArray(out, o + d + 2 * L);
+                a3.intoArray(out, o + d + 3 * L);
+            }
+            for (; d + L <= headDim; d += L) {
+                FloatVector a0 = FloatVector.fromArray(F, out, o + d);
+                for (int r = 0, xr = xOff + d; r < rows; r++, xr += xStride) {
+                    a0 = FloatVector.broadcast(F, s[w + r]).fma(FloatVector.fromArray(F, x, xr), a0);
+                }
+                a0.intoArray(out, o + d);
+            }
+            for (; d < headDim; d++) {
+                float a = out[o + d];
+                for (int r = 0; r < rows; r++) {
+                    a += s[w + r] * x[xOff + r * xStride + d];
+                }
+                out[o + d] = a;
+            }
         }
     }
 

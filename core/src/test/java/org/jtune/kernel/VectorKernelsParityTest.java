@@ -538,6 +538,50 @@ class VectorKernelsParityTest {
     }
 
     /**
+     * The block backward adds to dQ, dKeys and dValues what the scalar twin (the per-row backward) adds, for
+     * full and partial blocks, odd head widths and strides, starting from nonzero gradients; positions past the
+     * block's reach and rows outside it keep theirs.
+     */
+    @Test
+    void attendCausalBlockBackwardMatchesScalar() {
+        Random rnd = new Random(16);
+        for (int headDim : new int[] {1, 7, 16, 17, 64, 65}) {
+            for (int rows : new int[] {1, 5, VEC.causalBlockRows() / 2 + 1, VEC.causalBlockRows()}) {
+                for (int firstLen : new int[] {1, 9, 70}) {
+                    int len = firstLen + rows - 1, extra = 3;   // positions past the block's reach
+                    int kvStride = headDim + 3, kvOff = 2, qStride = 2 * headDim + 1, qOff = 1;
+                    float[] keys = TestMatrices.randomFloats(rnd, kvOff + (len + extra) * kvStride);
+                    float[] values = TestMatrices.randomFloats(rnd, keys.length);
+                    float[] q = TestMatrices.randomFloats(rnd, qOff + rows * qStride + 2);
+                    float[] dOut = TestMatrices.randomFloats(rnd, q.length);
+                    for (int i = 0; i < q.length; i++) {
+                        q[i] *= 3;
+                    }
+                    float[] dQ = TestMatrices.randomFloats(rnd, q.length), dK = TestMatrices.randomFloats(rnd, keys.length);
+                    float[] dV = TestMatrices.randomFloats(rnd, keys.length);
+                    float[][] e = {dQ.clone(), dK.clone(), dV.clone()}, a = {dQ.clone(), dK.clone(), dV.clone()};
+                    float scale = (float) (1 / Math.sqrt(headDim));
+                    REF.attendCausalBlockBackward(q, qOff, qStride, dOut, qOff, e[0], rows, keys, values, e[1], e[2], kvOff,
+                            kvStride, firstLen, headDim, scale, new float[REF.causalBlockBackwardScratch(len, headDim)]);
+                    VEC.attendCausalBlockBackward(q, qOff, qStride, dOut, qOff, a[0], rows, keys, values, a[1], a[2], kvOff,
+                            kvStride, firstLen, headDim, scale, new float[VEC.causalBlockBackwardScratch(len, headDim)]);
+                    String what = "causal block backward headDim=" + headDim + " rows=" + rows + " firstLen=" + firstLen;
+                    for (int g = 0; g < 3; g++) {
+                        assertElementsClose(e[g], a[g], 10 * tol(Math.max(len, headDim)), what + " " + "QKV".charAt(g));
+                    }
+                    for (int i = kvOff + len * kvStride; i < keys.length; i++) {
+                        assertEquals(dK[i], a[1][i], what + ": dKeys past the block's reach");
+                        assertEquals(dV[i], a[2][i], what + ": dValues past the block's reach");
+                    }
+                    for (int i = qOff + rows * qStride; i < q.length; i++) {
+                        assertEquals(dQ[i], a[0][i], what + ": dQ past the block's rows");
+                    }
+                }
+            }
+        }
+    }
+
+    /**
      * Grouped-query heads attended together: each head the same bits as the vector kernel's attend of that
      * head alone (the sums run in the same order), and close to the scalar twin's per-head attend.
      */
