@@ -82,6 +82,8 @@ public final class TrainingOps implements Ops {
      * length 8 they took a large share of a LoRA step.
      */
     private static final long SMALL_PRODUCT = 1 << 16;
+    /** The widest side at which a weight gradient is "thin" (LoRA ranks are 4-64). */
+    private static final int THIN = 64;
     /** Elements per pool item in elementwise backward loops. */
     private static final int ELEMENTWISE_CHUNK = 1 << 14;
 
@@ -107,10 +109,25 @@ public final class TrainingOps implements Ops {
         k.axpy(dx, 0, 1f, tmp, 0, n * w.cols());
     }
 
-    /** dw (rows, cols) += dy^T x, on the forward kernel: rows of dy^T against rows of x^T. */
+    /**
+     * dw (rows, cols) += dy^T x. A thin dw (a LoRA factor: one side at most {@link #THIN} wide) as rank-one updates
+     * along its long side, which transposing dy and x every step for the forward kernel cost more than; otherwise
+     * on the forward kernel: rows of dy^T against rows of x^T.
+     */
     private void backwardWeight(float[] dw, float[] dy, float[] x, int n, int rows, int cols) {
-        if ((long) n * rows * cols < SMALL_PRODUCT || n < 4) {
-            k.matmulBackwardWeight(dw, dy, x, n, rows, cols);
+        if ((long) n * rows * cols < SMALL_PRODUCT || n < 4 || rows <= THIN && cols >= rows) {
+            k.matmulBackwardWeight(dw, dy, x, n, rows, cols);   // axpys along the rows of dw
+            return;
+        }
+        if (cols <= THIN) {   // axpys along dw's columns: dw^T (cols, rows) += x^T dy, added in transposed
+            float[] dwT = productScratch(rows * cols);
+            java.util.Arrays.fill(dwT, 0, rows * cols, 0f);
+            k.matmulBackwardWeight(dwT, x, dy, n, cols, rows);
+            for (int r = 0; r < rows; r++) {
+                for (int c = 0; c < cols; c++) {
+                    dw[r * cols + c] += dwT[c * rows + r];
+                }
+            }
             return;
         }
         float[] dyT = Matrices.transpose(dy, n, rows);
