@@ -44,11 +44,15 @@ final class MatmulPacked {
             if (n < NT) {
                 java.util.Arrays.fill(xp, base, base + NT * cols, 0f);
             }
-            for (int j = 0; j < n; j++) {
-                int xo = (t0 + j) * cols;
-                int po = base + j;
-                for (int c = 0; c < cols; c++) {
-                    xp[po + c * NT] = x[xo + c];
+            // in tiles of 16 columns: a tile's NT output lines stay in L1 while every token fills its lane in them
+            // (token by token over all the columns evicted each line before the next token's write: 1.4-1.5x slower)
+            for (int c0 = 0; c0 < cols; c0 += 16) {
+                int c1 = Math.min(cols, c0 + 16);
+                for (int j = 0; j < n; j++) {
+                    int xo = (t0 + j) * cols, po = base + j;
+                    for (int c = c0; c < c1; c++) {
+                        xp[po + c * NT] = x[xo + c];
+                    }
                 }
             }
         }
