@@ -652,11 +652,7 @@ public final class VectorKernels implements Kernels {
         }
         int len = firstLen + rows - 1;   // the positions the last row reads
         int qt = BLOCK * len, ot = qt + BLOCK * headDim, max = ot + BLOCK * headDim, sums = max + BLOCK;
-        for (int d = 0; d < headDim; d++) {
-            for (int r = 0; r < BLOCK; r++) {
-                scratch[qt + d * BLOCK + r] = r < rows ? scale * q[qOff + r * qStride + d] : 0f;
-            }
-        }
+        transposeRows(scratch, qt, q, qOff, qStride, rows, headDim, scale);
         int maxed = blockScores(scratch, 0, qt, keys, kvOff, kvStride, len, firstLen, headDim, max);
         blockSoftmax(scratch, 0, len, firstLen, maxed, max, sums);
         blockValues(scratch, ot, 0, values, kvOff, kvStride, len, headDim);
@@ -665,6 +661,19 @@ public final class VectorKernels implements Kernels {
             int o = outOff + r * outStride;
             for (int d = 0; d < headDim; d++) {
                 out[o + d] = scratch[ot + d * BLOCK + r] * inv;
+            }
+        }
+    }
+
+    /**
+     * A block's rows into one lane each: {@code dst[at + d * 2L + r] = scale * src[off + r * stride + d]} for r < rows,
+     * zero in the lanes past them.
+     */
+    private static void transposeRows(float[] dst, int at, float[] src, int off, int stride, int rows, int headDim,
+                                      float scale) {
+        for (int d = 0; d < headDim; d++) {
+            for (int r = 0; r < BLOCK; r++) {
+                dst[at + d * BLOCK + r] = r < rows ? scale * src[off + r * stride + d] : 0f;
             }
         }
     }
@@ -870,13 +879,8 @@ public final class VectorKernels implements Kernels {
         int len = firstLen + rows - 1;
         int dp = BLOCK * len, qt = 2 * dp, gt = qt + BLOCK * headDim, dqt = gt + BLOCK * headDim;
         int max = dqt + BLOCK * headDim, sums = max + BLOCK;
-        for (int d = 0; d < headDim; d++) {
-            for (int r = 0; r < BLOCK; r++) {
-                boolean in = r < rows;
-                scratch[qt + d * BLOCK + r] = in ? scale * q[qOff + r * qStride + d] : 0f;
-                scratch[gt + d * BLOCK + r] = in ? dOut[dOutOff + r * qStride + d] : 0f;
-            }
-        }
+        transposeRows(scratch, qt, q, qOff, qStride, rows, headDim, scale);
+        transposeRows(scratch, gt, dOut, dOutOff, qStride, rows, headDim, 1f);
         int maxed = blockScores(scratch, 0, qt, keys, kvOff, kvStride, len, firstLen, headDim, max);
         blockSoftmax(scratch, 0, len, firstLen, maxed, max, sums);
         blockScores(scratch, dp, gt, values, kvOff, kvStride, len, 0, headDim, max);   // dP; no max (firstLen 0)
