@@ -1,5 +1,6 @@
 package org.jtune.train;
 
+import org.jtune.infer.Scoring;
 import org.jtune.kernel.WorkerPool;
 
 /**
@@ -60,15 +61,7 @@ public final class CausalLmLoss {
 
     /** One row's NLL of {@code target}; adds {@code c * (softmax - onehot)} into dLogits when it is not null. */
     private static double rowNll(float[] logits, int o, int vocab, int target, float[] dLogits, double c) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < vocab; i++) {
-            max = Math.max(max, logits[o + i]);
-        }
-        double sum = 0;
-        for (int i = 0; i < vocab; i++) {
-            sum += Math.exp(logits[o + i] - max);
-        }
-        double logZ = max + Math.log(sum);
+        double logZ = Scoring.logSumExp(logits, o, vocab);
         if (dLogits != null) {
             for (int i = 0; i < vocab; i++) {
                 dLogits[o + i] += (float) (c * Math.exp(logits[o + i] - logZ));
