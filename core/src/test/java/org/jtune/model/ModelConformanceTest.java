@@ -143,17 +143,21 @@ class ModelConformanceTest {
              SafetensorsFile golden = SafetensorsFile.open(Shared.path("golden/" + name + ".safetensors"))) {
             int[] prompt = ids(golden, "input_ids.0");
             int[] expected = ids(golden, "greedy.0");
-            Session session = new Session(model, prompt.length + expected.length);
-            float[] logits = session.feed(prompt);
-            int[] got = new int[expected.length];
-            for (int i = 0; i < got.length; i++) {
-                got[i] = org.jtune.infer.Sampler.argmax(logits, logits.length);
-                if (i + 1 < got.length) {
-                    logits = session.feed(got[i]);
-                }
-            }
-            assertArrayEquals(expected, got);
+            assertArrayEquals(expected, greedy(new Session(model, prompt.length + expected.length), prompt, expected.length));
         }
+    }
+
+    /** {@code count} tokens greedily decoded after {@code prompt}, each fed back as the next input. */
+    static int[] greedy(Session session, int[] prompt, int count) {
+        float[] logits = session.feed(prompt);
+        int[] got = new int[count];
+        for (int i = 0; i < count; i++) {
+            got[i] = org.jtune.infer.Sampler.argmax(logits, logits.length);
+            if (i + 1 < count) {
+                logits = session.feed(got[i]);
+            }
+        }
+        return got;
     }
 
     @ParameterizedTest(name = "{0}")
@@ -195,6 +199,12 @@ class ModelConformanceTest {
                 }
                 assertEquals(ids.length, chunked.length());
                 assertClose(full, 0, got, full.length, what + " uneven chunks");
+                // the same whole chunk with its attention token by token instead of in blocks
+                ModelState perToken = model.newState(ids.length, ids.length);
+                ((DecoderState) perToken).causalBlocks(false);
+                float[] perTokenLogits = new float[ids.length * vocab];
+                model.forward(perToken, ids, 0, ids.length, perTokenLogits, true);
+                assertClose(full, 0, perTokenLogits, full.length, what + " whole chunk, attention token by token");
             }
         }
     }
@@ -232,15 +242,7 @@ class ModelConformanceTest {
             int[] prompt = ids(golden, "input_ids.0");
             int[] expected = ids(golden, "greedy.0");
             Session session = new Session(model, prompt.length + expected.length, Session.DEFAULT_MAX_CHUNK, DType.BF16);
-            float[] logits = session.feed(prompt);
-            int[] greedy = new int[expected.length];
-            for (int i = 0; i < greedy.length; i++) {
-                greedy[i] = org.jtune.infer.Sampler.argmax(logits, logits.length);
-                if (i + 1 < greedy.length) {
-                    logits = session.feed(greedy[i]);
-                }
-            }
-            assertArrayEquals(expected, greedy, name + ": greedy tokens with a bf16 KV cache");
+            assertArrayEquals(expected, greedy(session, prompt, expected.length), name + ": greedy tokens with a bf16 KV cache");
             IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
                     () -> model.newState(4, 4, new org.jtune.autograd.TrainingOps(org.jtune.kernel.KernelProvider.get(),
                             new org.jtune.autograd.Tape()), DType.BF16));
