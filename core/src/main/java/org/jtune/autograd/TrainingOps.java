@@ -76,14 +76,11 @@ public final class TrainingOps implements Ops {
     }
 
     /**
-     * Below this many multiply-adds a backward product runs on the kernels' row-by-row loops; above, on
-     * the forward matmul through transposed operands. The bound is on work, not on matrix size: a
-     * LoRA factor is small (576 x 8) but its products span every token, and as 1024 x 576 axpys of
-     * length 8 they took a large share of a LoRA step.
+     * Below this many multiply-adds an input gradient runs on the kernels' row-by-row loops; above, on the
+     * forward matmul through W^T. The bound is on work, not on matrix size: a LoRA factor is small (576 x 8) but
+     * its products span every token, and as 1024 x 576 axpys of length 8 they took a large share of a LoRA step.
      */
     private static final long SMALL_PRODUCT = 1 << 16;
-    /** The widest side at which a weight gradient is "thin" (LoRA ranks are 4-64). */
-    private static final int THIN = 64;
     /** Elements per pool item in elementwise backward loops. */
     private static final int ELEMENTWISE_CHUNK = 1 << 14;
 
@@ -107,34 +104,6 @@ public final class TrainingOps implements Ops {
         float[] tmp = productScratch(n * w.cols());
         k.matmul(tmp, dy, transposeOf(w), n);
         k.axpy(dx, 0, 1f, tmp, 0, n * w.cols());
-    }
-
-    /**
-     * dw (rows, cols) += dy^T x. A thin dw (a LoRA factor: one side at most {@link #THIN} wide) as rank-one updates
-     * along its long side, which transposing dy and x every step for the forward kernel cost more than; otherwise
-     * on the forward kernel: rows of dy^T against rows of x^T.
-     */
-    private void backwardWeight(float[] dw, float[] dy, float[] x, int n, int rows, int cols) {
-        if ((long) n * rows * cols < SMALL_PRODUCT || n < 4 || rows <= THIN && cols >= rows) {
-            k.matmulBackwardWeight(dw, dy, x, n, rows, cols);   // axpys along the rows of dw
-            return;
-        }
-        if (cols <= THIN) {   // axpys along dw's columns: dw^T (cols, rows) += x^T dy, added in transposed
-            float[] dwT = productScratch(rows * cols);
-            java.util.Arrays.fill(dwT, 0, rows * cols, 0f);
-            k.matmulBackwardWeight(dwT, x, dy, n, cols, rows);
-            for (int r = 0; r < rows; r++) {
-                for (int c = 0; c < cols; c++) {
-                    dw[r * cols + c] += dwT[c * rows + r];
-                }
-            }
-            return;
-        }
-        float[] dyT = Matrices.transpose(dy, n, rows);
-        float[] xT = Matrices.transpose(x, n, cols);
-        float[] tmp = productScratch(rows * cols);
-        k.matmul(tmp, dyT, Linear.f32View(xT, cols, n), rows);
-        k.axpy(dw, 0, 1f, tmp, 0, rows * cols);
     }
 
     /** Per-element input scale of the LoRA branch: 0 (dropped) or 1/(1-p); null without dropout. */
@@ -244,7 +213,7 @@ public final class TrainingOps implements Ops {
             float[] dX = tape.grad(x);
             backwardInput(dX, dOut, l.weight(), n);
             if (w != null) {
-                backwardWeight(tape.grad(w), dOut, x, n, outF, in);
+                k.matmulBackwardWeight(tape.grad(w), dOut, x, n, outF, in);   // dW += dOut^T x
             }
             if (isTrainable(bias)) {
                 float[] dB = tape.grad(bias);
@@ -264,8 +233,8 @@ public final class TrainingOps implements Ops {
                 for (int i = 0; i < u.length; i++) {
                     scaledU[i] = s * u[i];
                 }
-                backwardWeight(tape.grad(lora.b()), dOut, scaledU, n, outF, r);   // dB += dOut^T (s u)
-                backwardWeight(tape.grad(lora.a()), dU, loraIn, n, r, in);        // dA += dU^T x
+                k.matmulBackwardWeight(tape.grad(lora.b()), dOut, scaledU, n, outF, r);   // dB += dOut^T (s u)
+                k.matmulBackwardWeight(tape.grad(lora.a()), dU, loraIn, n, r, in);         // dA += dU^T x
                 if (mask == null) {
                     backwardInput(dX, dU, lora.aMatrix(), n);                    // dX += dU A
                 } else {

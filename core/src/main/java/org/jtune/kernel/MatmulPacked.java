@@ -81,7 +81,7 @@ final class MatmulPacked {
             }
             for (int tb = 0; tb < tbs; tb++) {
                 int t = tb * NT;
-                micro(out, xp, tb * NT * cols, pan, cols, rows, r, nr, t, Math.min(NT, tokens - t), sc);
+                micro(out, xp, tb * NT * cols, pan, 0, cols, rows, r, nr, t, Math.min(NT, tokens - t), false, sc);
             }
         }
     }
@@ -96,15 +96,18 @@ final class MatmulPacked {
         }
     }
 
-    /** MR panel rows times NT tokens of block xo: 2 * MR accumulators of L tokens each. */
-    private static void micro(float[] out, float[] xp, int xo, float[] pan, int cols, int rows, int r, int nr,
-                              int t, int nt, float[] sc) {
+    /**
+     * MR panel rows (at panOff) times NT tokens of block xo: 2 * MR accumulators of L tokens each, stored into
+     * out or, with {@code add}, added to it.
+     */
+    private static void micro(float[] out, float[] xp, int xo, float[] pan, int panOff, int cols, int rows, int r,
+                              int nr, int t, int nt, boolean add, float[] sc) {
         FloatVector a00 = FloatVector.zero(VectorKernels.F), a01 = a00, a10 = a00, a11 = a00;
         FloatVector a20 = a00, a21 = a00, a30 = a00, a31 = a00;
         FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00;
         FloatVector a60 = a00, a61 = a00, a70 = a00, a71 = a00;
-        int p0 = 0, p1 = cols, p2 = 2 * cols, p3 = 3 * cols, p4 = 4 * cols, p5 = 5 * cols, p6 = 6 * cols,
-                p7 = 7 * cols;
+        int p0 = panOff, p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols, p4 = p3 + cols, p5 = p4 + cols,
+                p6 = p5 + cols, p7 = p6 + cols;
         for (int c = 0; c < cols; c++) {
             int o = xo + c * NT;
             FloatVector x0 = FloatVector.fromArray(VectorKernels.F, xp, o);
@@ -153,8 +156,142 @@ final class MatmulPacked {
         a71.intoArray(sc, 15 * L);
         for (int j = 0; j < nt; j++) {
             int o = (t + j) * rows + r;
-            for (int i = 0; i < nr; i++) {
-                out[o + i] = sc[i * NT + j];
+            if (add) {
+                for (int i = 0; i < nr; i++) {
+                    out[o + i] += sc[i * NT + j];
+                }
+            } else {
+                for (int i = 0; i < nr; i++) {
+                    out[o + i] = sc[i * NT + j];
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- weight gradients
+
+    /**
+     * Floats of dy packed per chunk of dw rows: {@code 2^21} (8 MiB), so the vocabulary-wide head's gradient (49152
+     * rows) is packed a part at a time instead of as a second copy of its 200 MB.
+     */
+    private static final int DW_CHUNK_FLOATS = 1 << 21;
+
+    /**
+     * {@code dw (rows, cols) += dy^T x} for dy (tokens, rows) and x (tokens, cols), both token-major as the
+     * forward left them: the same microkernel with the tokens as its reduction. dw's rows take the lanes, so
+     * a block of NT of them is NT contiguous floats of each dy row ({@link #packRowBlocks}: a copy, no
+     * transpose), and MR of dw's columns make a panel ({@link #packColumnPanels}: x read once per call). Every
+     * element is its fma chain over t = 0, 1, 2... from 0, then added to dw: one order, whatever the threads.
+     */
+    static void weightGradient(WorkerPool pool, WeightGradientTask task, float[] dw, float[] dy, float[] x,
+                               int tokens, int rows, int cols) {
+        weightGradient(pool, task, dw, dy, x, tokens, rows, cols, DW_CHUNK_FLOATS);
+    }
+
+    /** As above, dy packed {@code chunkFloats} at a time (at least one row block): tests take it small. */
+    static void weightGradient(WorkerPool pool, WeightGradientTask task, float[] dw, float[] dy, float[] x,
+                               int tokens, int rows, int cols, int chunkFloats) {
+        int panels = (cols + MR - 1) / MR;
+        int tbs = (rows + NT - 1) / NT;
+        int chunkTbs = Math.max(1, Math.min(tbs, chunkFloats / (NT * tokens)));
+        boolean parallel = pool.threads() > 1 && (long) rows * cols * tokens >= VectorKernels.PARALLEL_MIN_MACS;
+        synchronized (task) {
+            if (task.pan.length < panels * MR * tokens) {
+                task.pan = new float[panels * MR * tokens];
+            }
+            if (task.xp.length < chunkTbs * NT * tokens) {
+                task.xp = new float[chunkTbs * NT * tokens];
+            }
+            task.set(dw, dy, x, tokens, rows, cols);
+            try {
+                task.mode = WeightGradientTask.PANELS;
+                run(pool, parallel, panels, task);
+                for (int tb0 = 0; tb0 < tbs; tb0 += chunkTbs) {
+                    task.tb0 = tb0;
+                    task.tbCount = Math.min(chunkTbs, tbs - tb0);
+                    task.mode = WeightGradientTask.ROWS;
+                    run(pool, parallel, task.tbCount, task);
+                    task.mode = WeightGradientTask.TILES;
+                    run(pool, parallel, panels * task.tbCount, task);
+                }
+            } finally {
+                task.set(null, null, null, 0, 0, 0);
+            }
+        }
+    }
+
+    private static void run(WorkerPool pool, boolean parallel, int n, RangeTask task) {
+        if (parallel) {
+            pool.run(n, task);
+        } else {
+            task.run(0, n);
+        }
+    }
+
+    /** Panels {@code [from, to)}: {@code pan[p][i][t] = x[t, p * MR + i]}, zero past the last column. */
+    static void packColumnPanels(float[] pan, float[] x, int tokens, int cols, int from, int to) {
+        for (int p = from; p < to; p++) {
+            int c0 = p * MR, n = Math.min(MR, cols - c0), base = p * MR * tokens;
+            if (n < MR) {
+                java.util.Arrays.fill(pan, base + n * tokens, base + MR * tokens, 0f);
+            }
+            for (int t = 0; t < tokens; t++) {
+                int xo = t * cols + c0;
+                for (int i = 0; i < n; i++) {
+                    pan[base + i * tokens + t] = x[xo + i];
+                }
+            }
+        }
+    }
+
+    /**
+     * Row blocks {@code tb0 + [from, to)} of dw, packed from dy: {@code xp[b][t][j] = dy[t, (tb0 + b) * NT + j]}
+     * (b relative to the chunk), zero past the last row.
+     */
+    static void packRowBlocks(float[] xp, float[] dy, int tokens, int rows, int tb0, int from, int to) {
+        for (int b = from; b < to; b++) {
+            int r0 = (tb0 + b) * NT, n = Math.min(NT, rows - r0), base = b * NT * tokens;
+            for (int t = 0; t < tokens; t++) {
+                int o = base + t * NT;
+                System.arraycopy(dy, t * rows + r0, xp, o, n);
+                if (n < NT) {
+                    java.util.Arrays.fill(xp, o + n, o + NT, 0f);
+                }
+            }
+        }
+    }
+
+    /** The reusable weight-gradient job: one instance per VectorKernels, fields set under its monitor. */
+    static final class WeightGradientTask implements RangeTask {
+        static final int PANELS = 0, ROWS = 1, TILES = 2;
+        private float[] dw, dy, x;
+        private float[] pan = new float[0], xp = new float[0];
+        private int tokens, rows, cols, mode, tb0, tbCount;
+
+        void set(float[] dw, float[] dy, float[] x, int tokens, int rows, int cols) {
+            this.dw = dw;
+            this.dy = dy;
+            this.x = x;
+            this.tokens = tokens;
+            this.rows = rows;
+            this.cols = cols;
+        }
+
+        @Override
+        public void run(int from, int to) {
+            switch (mode) {
+                case PANELS -> packColumnPanels(pan, x, tokens, cols, from, to);
+                case ROWS -> packRowBlocks(xp, dy, tokens, rows, tb0, from, to);
+                default -> {
+                    // item = (panel, row block of the chunk), panel-major: a thread's consecutive items share a panel
+                    float[] sc = VectorMath.scratch();
+                    for (int item = from; item < to; item++) {
+                        int p = item / tbCount, b = item % tbCount;
+                        int r = p * MR, t = (tb0 + b) * NT;
+                        micro(dw, xp, b * NT * tokens, pan, p * MR * tokens, tokens, cols, r, Math.min(MR, cols - r), t,
+                                Math.min(NT, rows - t), true, sc);
+                    }
+                }
             }
         }
     }

@@ -85,6 +85,7 @@ public final class VectorKernels implements Kernels {
     private float[] split = new float[0];
     private final MatmulI4.Task i4Task = new MatmulI4.Task();
     private final MatmulW8A8.Task w8a8Task = new MatmulW8A8.Task();
+    private final MatmulPacked.WeightGradientTask weightGradientTask = new MatmulPacked.WeightGradientTask();
 
     public VectorKernels(WorkerPool pool) {
         this.pool = pool;
@@ -258,6 +259,25 @@ public final class VectorKernels implements Kernels {
                 task.set(null, null, null, null, 0, null, 0, 0, 0, 0, 0);
             }
         }
+    }
+
+    /**
+     * {@code dw += dy^T x} on the packed microkernel ({@link MatmulPacked#weightGradient}) once dw has a vector
+     * block of rows and the product is worth a dispatch; a LoRA A factor (rank-many rows) keeps the interface's
+     * axpys along its long rows, which use every lane.
+     */
+    @Override
+    public void matmulBackwardWeight(float[] dw, float[] dy, float[] x, int tokens, int rows, int cols) {
+        if (rows < MatmulPacked.NT || tokens < 4 || (long) rows * cols * tokens < PARALLEL_MIN_MACS) {
+            Kernels.super.matmulBackwardWeight(dw, dy, x, tokens, rows, cols);
+            return;
+        }
+        if ((long) rows * cols > dw.length || (long) tokens * rows > dy.length || (long) tokens * cols > x.length) {
+            throw new IllegalArgumentException("weight gradient " + rows + "x" + cols + " over " + tokens
+                    + " tokens needs dw, dy and x of " + (long) rows * cols + ", " + (long) tokens * rows + " and "
+                    + (long) tokens * cols + " floats, got " + dw.length + ", " + dy.length + " and " + x.length);
+        }
+        MatmulPacked.weightGradient(pool, weightGradientTask, dw, dy, x, tokens, rows, cols);
     }
 
     private static int dtypeCode(Matrix w) {

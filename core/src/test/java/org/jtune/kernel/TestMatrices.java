@@ -6,11 +6,11 @@ import java.util.Random;
 import org.jtune.io.safetensors.DType;
 
 /** Random weight matrices in each stored dtype, on the heap or off-heap at an odd (unaligned) address. */
-final class TestMatrices {
+public final class TestMatrices {
     private TestMatrices() {
     }
 
-    static float[] randomFloats(Random rnd, int n) {
+    public static float[] randomFloats(Random rnd, int n) {
         float[] a = new float[n];
         for (int i = 0; i < n; i++) {
             a[i] = rnd.nextFloat() * 2f - 1f;
@@ -19,7 +19,7 @@ final class TestMatrices {
     }
 
     /** Encodes values (rounded to dtype) into a segment; offHeap slices a native allocation at offset 1. */
-    static Matrix matrix(Random rnd, DType dtype, int rows, int cols, boolean offHeap) {
+    public static Matrix matrix(Random rnd, DType dtype, int rows, int cols, boolean offHeap) {
         int n = rows * cols;
         long bytes = (long) n * dtype.byteSize();
         MemorySegment seg = offHeap
@@ -41,7 +41,7 @@ final class TestMatrices {
      * An I8 matrix: random int8 weights over the whole range (-128 included, which the quantizer never
      * writes but a kernel must still handle) and positive scales of varied magnitude, one per group.
      */
-    static Matrix i8Matrix(Random rnd, int rows, int cols, int group, boolean offHeap) {
+    public static Matrix i8Matrix(Random rnd, int rows, int cols, int group, boolean offHeap) {
         MemorySegment seg = randomBytes(rnd, (long) rows * cols, offHeap);
         return new Matrix(seg, DType.I8, rows, cols, groupScales(rnd, rows * (cols / group)), group);
     }
@@ -50,7 +50,7 @@ final class TestMatrices {
      * An int4 matrix: random bytes (every nibble pattern), positive scales of varied magnitude and, when
      * asymmetric, random integer zero points 0..15.
      */
-    static Matrix i4Matrix(Random rnd, int rows, int cols, int group, boolean symmetric, boolean offHeap) {
+    public static Matrix i4Matrix(Random rnd, int rows, int cols, int group, boolean symmetric, boolean offHeap) {
         MemorySegment seg = randomBytes(rnd, (long) rows * cols / 2, offHeap);
         float[] scales = groupScales(rnd, rows * (cols / group));
         float[] zeros = null;
