@@ -27,11 +27,6 @@ public final class TrainingOps implements Ops {
     private final Tape tape;
     private final Set<float[]> trainable = Collections.newSetFromMap(new IdentityHashMap<>());
 
-    // W^T of each weight matrix, so both backward products run on the tuned forward matmul kernel.
-    // Frozen weights are transposed once; trainable masters change every step and are redone then.
-    private final Map<Matrix, Matrix> transposed = new IdentityHashMap<>();
-    private final Map<Matrix, Long> transposedAt = new IdentityHashMap<>();
-
     public TrainingOps(Kernels kernels, Tape tape) {
         this.k = kernels;
         this.forward = new InferenceOps(kernels);
@@ -46,7 +41,6 @@ public final class TrainingOps implements Ops {
     private long dropoutSeed;
     private long step;
     private long call;
-    private float[] productScratch = new float[0];
 
     /**
      * Dropout on the LoRA branch's input, as PEFT applies it. Masks are a hash of (seed, step, call,
@@ -57,54 +51,14 @@ public final class TrainingOps implements Ops {
         this.dropoutSeed = seed;
     }
 
-    /** Tells the ops which optimizer step the next forwards belong to (dropout masks, stale transposes). */
+    /** Tells the ops which optimizer step the next forwards belong to (dropout masks). */
     public void step(long s) {
         this.step = s;
         this.call = 0;
     }
 
-    /** W^T in W's dtype (I8 becomes f32), cached; a trainable master's copy is refreshed once per step. */
-    private Matrix transposeOf(Matrix w) {
-        Matrix t = transposed.get(w);
-        boolean stale = t != null && master(w) != null && transposedAt.get(w) != step;
-        if (t == null || stale) {
-            t = Matrices.transpose(w, t);
-            transposed.put(w, t);
-            transposedAt.put(w, step);
-        }
-        return t;
-    }
-
-    /**
-     * Below this many multiply-adds an input gradient runs on the kernels' row-by-row loops; above, on the
-     * forward matmul through W^T. The bound is on work, not on matrix size: a LoRA factor is small (576 x 8) but
-     * its products span every token, and as 1024 x 576 axpys of length 8 they took a large share of a LoRA step.
-     */
-    private static final long SMALL_PRODUCT = 1 << 16;
     /** Elements per pool item in elementwise backward loops. */
     private static final int ELEMENTWISE_CHUNK = 1 << 14;
-
-    /**
-     * The backward products' output before it is added in, reused: the matmul writes every element it is
-     * asked for, and the tape runs one backward at a time (a fresh array per product was megabytes each).
-     */
-    private float[] productScratch(int size) {
-        if (productScratch.length < size) {
-            productScratch = new float[size];
-        }
-        return productScratch;
-    }
-
-    /** dx (n, w.cols) += dy (n, w.rows) W, on the forward kernel: dy (W^T)^T. */
-    private void backwardInput(float[] dx, float[] dy, Matrix w, int n) {
-        if ((long) n * w.rows() * w.cols() < SMALL_PRODUCT) {
-            k.matmulBackwardInput(dx, dy, w, n);
-            return;
-        }
-        float[] tmp = productScratch(n * w.cols());
-        k.matmul(tmp, dy, transposeOf(w), n);
-        k.axpy(dx, 0, 1f, tmp, 0, n * w.cols());
-    }
 
     /** Per-element input scale of the LoRA branch: 0 (dropped) or 1/(1-p); null without dropout. */
     private float[] dropoutMask(int len) {
@@ -211,7 +165,7 @@ public final class TrainingOps implements Ops {
         tape.record(() -> {
             float[] dOut = tape.grad(out);
             float[] dX = tape.grad(x);
-            backwardInput(dX, dOut, l.weight(), n);
+            k.matmulBackwardInput(dX, dOut, l.weight(), n);
             if (w != null) {
                 k.matmulBackwardWeight(tape.grad(w), dOut, x, n, outF, in);   // dW += dOut^T x
             }
@@ -225,7 +179,7 @@ public final class TrainingOps implements Ops {
                 int r = lora.rank();
                 float s = lora.scaling();
                 float[] dU = new float[n * r];
-                backwardInput(dU, dOut, lora.bMatrix(), n);                  // dU = dOut B
+                k.matmulBackwardInput(dU, dOut, lora.bMatrix(), n);                      // dU = dOut B
                 for (int i = 0; i < dU.length; i++) {
                     dU[i] *= s;
                 }
@@ -236,10 +190,10 @@ public final class TrainingOps implements Ops {
                 k.matmulBackwardWeight(tape.grad(lora.b()), dOut, scaledU, n, outF, r);   // dB += dOut^T (s u)
                 k.matmulBackwardWeight(tape.grad(lora.a()), dU, loraIn, n, r, in);         // dA += dU^T x
                 if (mask == null) {
-                    backwardInput(dX, dU, lora.aMatrix(), n);                    // dX += dU A
+                    k.matmulBackwardInput(dX, dU, lora.aMatrix(), n);                        // dX += dU A
                 } else {
                     float[] dXl = new float[n * in];
-                    backwardInput(dXl, dU, lora.aMatrix(), n);
+                    k.matmulBackwardInput(dXl, dU, lora.aMatrix(), n);
                     for (int i = 0; i < dXl.length; i++) {
                         dX[i] += dXl[i] * mask[i];
                     }

@@ -1,7 +1,12 @@
 package org.jtune.kernel;
 
 import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
+import org.jtune.io.safetensors.DType;
 
 /**
  * The prefill matmul (many tokens), dtype-independent: an outer-product microkernel over packed f32
@@ -81,7 +86,7 @@ final class MatmulPacked {
             }
             for (int tb = 0; tb < tbs; tb++) {
                 int t = tb * NT;
-                micro(out, xp, tb * NT * cols, pan, 0, cols, rows, r, nr, t, Math.min(NT, tokens - t), false, sc);
+                micro(out, xp, tb * NT * cols, pan, 0, cols, cols, rows, 1, r, nr, t, Math.min(NT, tokens - t), false, sc);
             }
         }
     }
@@ -97,18 +102,20 @@ final class MatmulPacked {
     }
 
     /**
-     * MR panel rows (at panOff) times NT tokens of block xo: 2 * MR accumulators of L tokens each, stored into
-     * out or, with {@code add}, added to it.
+     * MR panel rows (row i at {@code panOff + i * panStride}) times the NT lanes of block xo, over a reduction of
+     * k: 2 * MR accumulators of L lanes each. Lane j of panel row i goes to {@code out[(t + j) * laneStride +
+     * (r + i) * rowStride]} (the forward: lanes are tokens, {@code laneStride} the output's width), stored or, with
+     * {@code add}, added.
      */
-    private static void micro(float[] out, float[] xp, int xo, float[] pan, int panOff, int cols, int rows, int r,
-                              int nr, int t, int nt, boolean add, float[] sc) {
+    private static void micro(float[] out, float[] xp, int xo, float[] pan, int panOff, int panStride, int k,
+                              int laneStride, int rowStride, int r, int nr, int t, int nt, boolean add, float[] sc) {
         FloatVector a00 = FloatVector.zero(VectorKernels.F), a01 = a00, a10 = a00, a11 = a00;
         FloatVector a20 = a00, a21 = a00, a30 = a00, a31 = a00;
         FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00;
         FloatVector a60 = a00, a61 = a00, a70 = a00, a71 = a00;
-        int p0 = panOff, p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols, p4 = p3 + cols, p5 = p4 + cols,
-                p6 = p5 + cols, p7 = p6 + cols;
-        for (int c = 0; c < cols; c++) {
+        int p0 = panOff, p1 = p0 + panStride, p2 = p1 + panStride, p3 = p2 + panStride, p4 = p3 + panStride,
+                p5 = p4 + panStride, p6 = p5 + panStride, p7 = p6 + panStride;
+        for (int c = 0; c < k; c++) {
             int o = xo + c * NT;
             FloatVector x0 = FloatVector.fromArray(VectorKernels.F, xp, o);
             FloatVector x1 = FloatVector.fromArray(VectorKernels.F, xp, o + L);
@@ -154,15 +161,25 @@ final class MatmulPacked {
         a61.intoArray(sc, 13 * L);
         a70.intoArray(sc, 14 * L);
         a71.intoArray(sc, 15 * L);
+        if (add && laneStride == 1 && nt == NT) {   // lanes along out's rows (input gradients): whole vectors
+            for (int i = 0; i < nr; i++) {
+                int o = t + (r + i) * rowStride;
+                FloatVector.fromArray(VectorKernels.F, out, o).add(FloatVector.fromArray(VectorKernels.F, sc, i * NT))
+                        .intoArray(out, o);
+                FloatVector.fromArray(VectorKernels.F, out, o + L)
+                        .add(FloatVector.fromArray(VectorKernels.F, sc, i * NT + L)).intoArray(out, o + L);
+            }
+            return;
+        }
         for (int j = 0; j < nt; j++) {
-            int o = (t + j) * rows + r;
+            int o = (t + j) * laneStride + r * rowStride;
             if (add) {
                 for (int i = 0; i < nr; i++) {
-                    out[o + i] += sc[i * NT + j];
+                    out[o + i * rowStride] += sc[i * NT + j];
                 }
             } else {
                 for (int i = 0; i < nr; i++) {
-                    out[o + i] = sc[i * NT + j];
+                    out[o + i * rowStride] = sc[i * NT + j];
                 }
             }
         }
@@ -171,51 +188,55 @@ final class MatmulPacked {
     // ---------------------------------------------------------------- weight gradients
 
     /**
-     * Floats of dy packed per chunk of dw rows: {@code 2^21} (8 MiB), so the vocabulary-wide head's gradient (49152
-     * rows) is packed a part at a time instead of as a second copy of its 200 MB.
+     * Floats of panels packed per pass: {@code 2^21} (8 MiB), so the vocabulary-wide head's dy (49152 columns) is
+     * packed a part at a time instead of as a second copy of its 200 MB.
      */
     private static final int DW_CHUNK_FLOATS = 1 << 21;
 
     /**
      * {@code dw (rows, cols) += dy^T x} for dy (tokens, rows) and x (tokens, cols), both token-major as the
-     * forward left them: the same microkernel with the tokens as its reduction. dw's rows take the lanes, so
-     * a block of NT of them is NT contiguous floats of each dy row ({@link #packRowBlocks}: a copy, no
-     * transpose), and MR of dw's columns make a panel ({@link #packColumnPanels}: x read once per call). Every
-     * element is its fma chain over t = 0, 1, 2... from 0, then added to dw: one order, whatever the threads.
+     * forward left them: the same microkernel with the tokens as its reduction. dw's columns take the lanes, so
+     * a block of NT of them is NT contiguous floats of each x row ({@link #packLaneBlocks}: a copy, no
+     * transpose), MR of its rows make a panel ({@link #packPanels}: MR columns of dy gathered down the tokens),
+     * and each tile's sums are added into dw's rows a vector at a time. A dw narrower than a block (a LoRA B
+     * factor, 8 columns) turns this around: its rows take the lanes. Every element is its fma chain over
+     * t = 0, 1, 2... from 0, then added to dw: one order, whatever the threads.
      */
     static void weightGradient(WorkerPool pool, WeightGradientTask task, float[] dw, float[] dy, float[] x,
                                int tokens, int rows, int cols) {
         weightGradient(pool, task, dw, dy, x, tokens, rows, cols, DW_CHUNK_FLOATS);
     }
 
-    /** As above, dy packed {@code chunkFloats} at a time (at least one row block): tests take it small. */
+    /** As above, the panels packed {@code chunkFloats} at a time (at least one panel): tests take it small. */
     static void weightGradient(WorkerPool pool, WeightGradientTask task, float[] dw, float[] dy, float[] x,
                                int tokens, int rows, int cols, int chunkFloats) {
-        int panels = (cols + MR - 1) / MR;
-        int tbs = (rows + NT - 1) / NT;
-        int chunkTbs = Math.max(1, Math.min(tbs, chunkFloats / (NT * tokens)));
+        boolean lanesAlongCols = cols >= NT || rows < NT;
+        int laneWidth = lanesAlongCols ? cols : rows, panelWidth = lanesAlongCols ? rows : cols;
+        int blocks = (laneWidth + NT - 1) / NT, panels = (panelWidth + MR - 1) / MR;
+        int chunkPanels = Math.max(1, Math.min(panels, chunkFloats / (MR * tokens)));
         boolean parallel = pool.threads() > 1 && (long) rows * cols * tokens >= VectorKernels.PARALLEL_MIN_MACS;
         synchronized (task) {
-            if (task.pan.length < panels * MR * tokens) {
-                task.pan = new float[panels * MR * tokens];
+            if (task.xp.length < blocks * NT * tokens) {
+                task.xp = new float[blocks * NT * tokens];
             }
-            if (task.xp.length < chunkTbs * NT * tokens) {
-                task.xp = new float[chunkTbs * NT * tokens];
+            if (task.pan.length < chunkPanels * MR * tokens) {
+                task.pan = new float[chunkPanels * MR * tokens];
             }
-            task.set(dw, dy, x, tokens, rows, cols);
+            task.set(dw, lanesAlongCols ? x : dy, lanesAlongCols ? dy : x, tokens, laneWidth, panelWidth, blocks,
+                    lanesAlongCols ? 1 : cols, lanesAlongCols ? cols : 1);
             try {
-                task.mode = WeightGradientTask.PANELS;
-                run(pool, parallel, panels, task);
-                for (int tb0 = 0; tb0 < tbs; tb0 += chunkTbs) {
-                    task.tb0 = tb0;
-                    task.tbCount = Math.min(chunkTbs, tbs - tb0);
-                    task.mode = WeightGradientTask.ROWS;
-                    run(pool, parallel, task.tbCount, task);
+                task.mode = WeightGradientTask.LANES;
+                run(pool, parallel, blocks, task);
+                for (int p0 = 0; p0 < panels; p0 += chunkPanels) {
+                    task.p0 = p0;
+                    task.panelCount = Math.min(chunkPanels, panels - p0);
+                    task.mode = WeightGradientTask.PANELS;
+                    run(pool, parallel, task.panelCount, task);
                     task.mode = WeightGradientTask.TILES;
-                    run(pool, parallel, panels * task.tbCount, task);
+                    run(pool, parallel, task.panelCount * blocks, task);
                 }
             } finally {
-                task.set(null, null, null, 0, 0, 0);
+                task.set(null, null, null, 0, 0, 0, 0, 0, 0);
             }
         }
     }
@@ -228,32 +249,32 @@ final class MatmulPacked {
         }
     }
 
-    /** Panels {@code [from, to)}: {@code pan[p][i][t] = x[t, p * MR + i]}, zero past the last column. */
-    static void packColumnPanels(float[] pan, float[] x, int tokens, int cols, int from, int to) {
+    /**
+     * Panels {@code p0 + [from, to)} of a token-major a (tokens, width): {@code pan[p][i][t] = a[t, (p0 + p) * MR + i]}
+     * (p relative to p0), zero past the last column.
+     */
+    static void packPanels(float[] pan, float[] a, int tokens, int width, int p0, int from, int to) {
         for (int p = from; p < to; p++) {
-            int c0 = p * MR, n = Math.min(MR, cols - c0), base = p * MR * tokens;
+            int c0 = (p0 + p) * MR, n = Math.min(MR, width - c0), base = p * MR * tokens;
             if (n < MR) {
                 java.util.Arrays.fill(pan, base + n * tokens, base + MR * tokens, 0f);
             }
             for (int t = 0; t < tokens; t++) {
-                int xo = t * cols + c0;
+                int ao = t * width + c0;
                 for (int i = 0; i < n; i++) {
-                    pan[base + i * tokens + t] = x[xo + i];
+                    pan[base + i * tokens + t] = a[ao + i];
                 }
             }
         }
     }
 
-    /**
-     * Row blocks {@code tb0 + [from, to)} of dw, packed from dy: {@code xp[b][t][j] = dy[t, (tb0 + b) * NT + j]}
-     * (b relative to the chunk), zero past the last row.
-     */
-    static void packRowBlocks(float[] xp, float[] dy, int tokens, int rows, int tb0, int from, int to) {
+    /** Lane blocks {@code [from, to)} of a token-major a (tokens, width): {@code xp[b][t][j] = a[t, b * NT + j]}, zero past the last column. */
+    static void packLaneBlocks(float[] xp, float[] a, int tokens, int width, int from, int to) {
         for (int b = from; b < to; b++) {
-            int r0 = (tb0 + b) * NT, n = Math.min(NT, rows - r0), base = b * NT * tokens;
+            int c0 = b * NT, n = Math.min(NT, width - c0), base = b * NT * tokens;
             for (int t = 0; t < tokens; t++) {
                 int o = base + t * NT;
-                System.arraycopy(dy, t * rows + r0, xp, o, n);
+                System.arraycopy(a, t * width + c0, xp, o, n);
                 if (n < NT) {
                     java.util.Arrays.fill(xp, o + n, o + NT, 0f);
                 }
@@ -263,33 +284,188 @@ final class MatmulPacked {
 
     /** The reusable weight-gradient job: one instance per VectorKernels, fields set under its monitor. */
     static final class WeightGradientTask implements RangeTask {
-        static final int PANELS = 0, ROWS = 1, TILES = 2;
-        private float[] dw, dy, x;
+        static final int LANES = 0, PANELS = 1, TILES = 2;
+        private float[] dw, laneSrc, panelSrc;
         private float[] pan = new float[0], xp = new float[0];
-        private int tokens, rows, cols, mode, tb0, tbCount;
+        private int tokens, laneWidth, panelWidth, blocks, laneStride, rowStride, mode, p0, panelCount;
 
-        void set(float[] dw, float[] dy, float[] x, int tokens, int rows, int cols) {
+        void set(float[] dw, float[] laneSrc, float[] panelSrc, int tokens, int laneWidth, int panelWidth, int blocks,
+                 int laneStride, int rowStride) {
             this.dw = dw;
-            this.dy = dy;
-            this.x = x;
+            this.laneSrc = laneSrc;
+            this.panelSrc = panelSrc;
             this.tokens = tokens;
-            this.rows = rows;
-            this.cols = cols;
+            this.laneWidth = laneWidth;
+            this.panelWidth = panelWidth;
+            this.blocks = blocks;
+            this.laneStride = laneStride;
+            this.rowStride = rowStride;
         }
 
         @Override
         public void run(int from, int to) {
             switch (mode) {
-                case PANELS -> packColumnPanels(pan, x, tokens, cols, from, to);
-                case ROWS -> packRowBlocks(xp, dy, tokens, rows, tb0, from, to);
+                case LANES -> packLaneBlocks(xp, laneSrc, tokens, laneWidth, from, to);
+                case PANELS -> packPanels(pan, panelSrc, tokens, panelWidth, p0, from, to);
                 default -> {
-                    // item = (panel, row block of the chunk), panel-major: a thread's consecutive items share a panel
+                    // item = (panel of the chunk, lane block), panel-major: a thread's consecutive items share a panel
                     float[] sc = VectorMath.scratch();
                     for (int item = from; item < to; item++) {
-                        int p = item / tbCount, b = item % tbCount;
-                        int r = p * MR, t = (tb0 + b) * NT;
-                        micro(dw, xp, b * NT * tokens, pan, p * MR * tokens, tokens, cols, r, Math.min(MR, cols - r), t,
-                                Math.min(NT, rows - t), true, sc);
+                        int p = item / blocks, b = item % blocks;
+                        int r = (p0 + p) * MR, t = b * NT;
+                        micro(dw, xp, b * NT * tokens, pan, p * MR * tokens, tokens, tokens, laneStride, rowStride, r,
+                                Math.min(MR, panelWidth - r), t, Math.min(NT, laneWidth - t), true, sc);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- input gradients
+
+    /** At most this many rows of w (the reduction) per pass: a column block of them is 96 KiB, in L2. */
+    private static final int DX_CHUNK_ROWS = 768;
+    /** ... and at most this many floats of w widened per pass (16 MiB), so a wide w's chunk stays in L3. */
+    private static final int DX_CHUNK_FLOATS = 1 << 22;
+
+    /**
+     * {@code dx (tokens, cols) += dy (tokens, rows) w}, with w's columns in the lanes. W^T is never stored: a
+     * transposed copy of every frozen weight had cost as much memory as the weights (1.8 GiB of a LoRA run's peak
+     * on a bf16 1.1B model). The rows go in chunks, each added into dx: first, in parallel, the chunk's rows of w
+     * are widened into blocks of NT columns ({@link #packRows}: each row read front to back, as the forward reads
+     * it; gathered a block at a time, a wide w's rows lie a page or more apart and the prefetchers never caught
+     * on) and dy's slab of it is copied out; then the column blocks, over the pool, each meeting every MR tokens'
+     * rows of the slab.
+     */
+    static void inputGradient(WorkerPool pool, InputGradientTask task, float[] dx, float[] dy, Matrix w, int tokens) {
+        int rows = w.rows(), cols = w.cols();
+        int blocks = (cols + NT - 1) / NT, groups = (tokens + MR - 1) / MR;
+        int most = Math.max(MR, Math.min(DX_CHUNK_ROWS, DX_CHUNK_FLOATS / (blocks * NT)));
+        int chunks = (rows + most - 1) / most, chunk = (rows + chunks - 1) / chunks;
+        boolean parallel = pool.threads() > 1 && (long) rows * cols * tokens >= VectorKernels.PARALLEL_MIN_MACS;
+        synchronized (task) {
+            task.set(dx, dy, w, tokens);
+            try {
+                for (int k0 = 0; k0 < rows; k0 += chunk) {
+                    task.k0 = k0;
+                    task.kc = Math.min(chunk, rows - k0);
+                    // dy's rows at a stride that is not a multiple of 4 KiB (for 1024- or 2048-wide models it would be:
+                    // the microkernel's eight panel rows would then share one L1 set)
+                    task.slabStride = (task.kc + 15 & ~15) + 16;
+                    if (task.slab.length < groups * MR * task.slabStride) {
+                        task.slab = new float[groups * MR * task.slabStride];
+                    }
+                    if (task.packed.length < blocks * task.kc * NT) {
+                        task.packed = new float[blocks * task.kc * NT];
+                    }
+                    task.mode = InputGradientTask.PACK_W;
+                    run(pool, parallel, task.kc, task);
+                    task.mode = InputGradientTask.PACK_DY;
+                    run(pool, parallel, groups, task);
+                    task.mode = InputGradientTask.BLOCKS;
+                    run(pool, parallel, blocks, task);
+                }
+            } finally {
+                task.set(null, null, null, 0);
+            }
+        }
+    }
+
+    /**
+     * Rows {@code k0 + [from, to)} of w into column blocks: {@code xp[cb][k][j] = w[k0 + k, cb * NT + j]} for a
+     * chunk of kc rows (zero past the last column), widened exactly as {@link Matrix#get} does. A block's NT
+     * columns are contiguous in every layout (strips and row-pair blocks are multiples of NT wide), so one index
+     * computation finds each.
+     */
+    static void packRows(float[] xp, Matrix w, int k0, int kc, int from, int to) {
+        int rows = w.rows(), cols = w.cols(), blocks = (cols + NT - 1) / NT;
+        MemorySegment d = w.data();
+        boolean plain = w.strip() == 0 && !w.rowPairs();
+        int group = w.groupSize();
+        boolean vector = switch (w.dtype()) {
+            case F32, BF16, F16 -> true;
+            case I8 -> group % NT == 0 || group == cols;   // one scale for each block's columns
+            default -> false;
+        };
+        for (int k = from; k < to; k++) {
+            int row = k0 + k;
+            for (int cb = 0; cb < blocks; cb++) {
+                int c0 = cb * NT, n = Math.min(NT, cols - c0), o = (cb * kc + k) * NT;
+                if (!vector || n < NT) {
+                    for (int j = 0; j < n; j++) {
+                        xp[o + j] = w.get(row, c0 + j);
+                    }
+                    java.util.Arrays.fill(xp, o + n, o + NT, 0f);
+                    continue;
+                }
+                long b = plain ? (long) row * cols + c0 : w.index(row, c0);
+                for (int v = 0; v < NT; v += L) {
+                    long e = b + v;
+                    switch (w.dtype()) {
+                        case F32 -> FloatVector.fromMemorySegment(VectorKernels.F, d, e * 4, LE).intoArray(xp, o + v);
+                        case BF16 -> ((IntVector) ShortVector.fromMemorySegment(VectorKernels.S, d, e * 2, LE)
+                                .convertShape(VectorOperators.S2I, VectorKernels.I, 0)).lanewise(VectorOperators.LSHL, 16)
+                                .reinterpretAsFloats().intoArray(xp, o + v);
+                        case F16 -> {   // MatmulF16's widening: exponent rebased by 2^112, subnormals exact, inf/NaN kept
+                            IntVector h = (IntVector) ShortVector.fromMemorySegment(VectorKernels.S, d, e * 2, LE)
+                                    .convertShape(VectorOperators.S2I, VectorKernels.I, 0);
+                            h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000)
+                                    .or(h.and(0x7fff).add(0x400).lanewise(VectorOperators.LSHR, 15).neg().and(0x7f800000))
+                                    .reinterpretAsFloats().mul(0x1p112f).intoArray(xp, o + v);
+                        }
+                        default -> {
+                            float s = w.scales()[Matrix.scaleOffset(rows, cols, w.strip(), group, row, c0)];
+                            ((FloatVector) (VectorKernels.I8_NARROW
+                                    ? ByteVector.fromMemorySegment(VectorKernels.B, d, e, LE, VectorKernels.BM)
+                                    : ByteVector.fromMemorySegment(VectorKernels.B, d, e, LE))
+                                    .convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0))
+                                    .mul(s).intoArray(xp, o + v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static final java.nio.ByteOrder LE = java.nio.ByteOrder.LITTLE_ENDIAN;
+
+    /** The reusable input-gradient job: one instance per VectorKernels, fields set under its monitor. */
+    static final class InputGradientTask implements RangeTask {
+        static final int PACK_W = 0, PACK_DY = 1, BLOCKS = 2;
+        private float[] dx, dy, slab = new float[0], packed = new float[0];
+        private Matrix w;
+        private int tokens, k0, kc, slabStride, mode;
+
+        void set(float[] dx, float[] dy, Matrix w, int tokens) {
+            this.dx = dx;
+            this.dy = dy;
+            this.w = w;
+            this.tokens = tokens;
+        }
+
+        /** Rows of w's chunk, token groups of the slab, or column blocks of dx: {@code [from, to)}. */
+        @Override
+        public void run(int from, int to) {
+            int rows = w.rows(), cols = w.cols();
+            switch (mode) {
+                case PACK_W -> packRows(packed, w, k0, kc, from, to);
+                case PACK_DY -> {
+                    for (int t = from * MR; t < to * MR; t++) {   // zero rows past the last token fill the last group
+                        if (t < tokens) {
+                            System.arraycopy(dy, t * rows + k0, slab, t * slabStride, kc);
+                        } else {
+                            java.util.Arrays.fill(slab, t * slabStride, t * slabStride + kc, 0f);
+                        }
+                    }
+                }
+                default -> {
+                    float[] sc = VectorMath.scratch();
+                    for (int cb = from; cb < to; cb++) {
+                        int c0 = cb * NT, n = Math.min(NT, cols - c0);
+                        for (int t0 = 0; t0 < tokens; t0 += MR) {
+                            micro(dx, packed, cb * kc * NT, slab, t0 * slabStride, slabStride, kc, 1, cols, t0,
+                                    Math.min(MR, tokens - t0), c0, n, true, sc);
+                        }
                     }
                 }
             }

@@ -86,6 +86,7 @@ public final class VectorKernels implements Kernels {
     private final MatmulI4.Task i4Task = new MatmulI4.Task();
     private final MatmulW8A8.Task w8a8Task = new MatmulW8A8.Task();
     private final MatmulPacked.WeightGradientTask weightGradientTask = new MatmulPacked.WeightGradientTask();
+    private final MatmulPacked.InputGradientTask inputGradientTask = new MatmulPacked.InputGradientTask();
 
     public VectorKernels(WorkerPool pool) {
         this.pool = pool;
@@ -262,13 +263,31 @@ public final class VectorKernels implements Kernels {
     }
 
     /**
-     * {@code dw += dy^T x} on the packed microkernel ({@link MatmulPacked#weightGradient}) once dw has a vector
-     * block of rows and the product is worth a dispatch; a LoRA A factor (rank-many rows) keeps the interface's
-     * axpys along its long rows, which use every lane.
+     * {@code dx += dy w} on the packed microkernel ({@link MatmulPacked#inputGradient}) once the product is worth a
+     * dispatch: at any token count it reads w once, as the interface's row-by-row axpys do.
+     */
+    @Override
+    public void matmulBackwardInput(float[] dx, float[] dy, Matrix w, int tokens) {
+        int rows = w.rows(), cols = w.cols();
+        if ((long) rows * cols * tokens < PARALLEL_MIN_MACS) {
+            Kernels.super.matmulBackwardInput(dx, dy, w, tokens);
+            return;
+        }
+        if ((long) tokens * cols > dx.length || (long) tokens * rows > dy.length) {
+            throw new IllegalArgumentException("input gradient of a " + rows + "x" + cols + " weight over " + tokens
+                    + " tokens needs dx and dy of " + (long) tokens * cols + " and " + (long) tokens * rows
+                    + " floats, got " + dx.length + " and " + dy.length);
+        }
+        MatmulPacked.inputGradient(pool, inputGradientTask, dx, dy, w, tokens);
+    }
+
+    /**
+     * {@code dw += dy^T x} on the packed microkernel ({@link MatmulPacked#weightGradient}) once the product is worth
+     * a dispatch and spans a few tokens (its reduction: below four, the interface's axpys along dw's rows).
      */
     @Override
     public void matmulBackwardWeight(float[] dw, float[] dy, float[] x, int tokens, int rows, int cols) {
-        if (rows < MatmulPacked.NT || tokens < 4 || (long) rows * cols * tokens < PARALLEL_MIN_MACS) {
+        if (tokens < 4 || (long) rows * cols * tokens < PARALLEL_MIN_MACS) {
             Kernels.super.matmulBackwardWeight(dw, dy, x, tokens, rows, cols);
             return;
         }

@@ -259,6 +259,76 @@ class VectorKernelsParityTest {
         }
     }
 
+    /**
+     * The input gradient {@code dx += dy w} on the packed microkernel against the scalar spec, added into a nonzero
+     * dx: every dtype and layout its column panels are gathered from (row pairs, strips, int4), partial panels, and
+     * the LoRA factors' shapes (one panel of 8 columns; 8 rows).
+     */
+    @Test
+    void inputGradientMatchesScalarForAllDtypesAndLayouts() {
+        Random rnd = new Random(14);
+        int[][] shapes = {{7, 17}, {65, 96}, {576, 8}, {8, 576}, {33, 192}, {900, 40}};   // 900: rows in two chunks
+        for (int[] shape : shapes) {
+            int rows = shape[0], cols = shape[1];
+            java.util.List<Matrix> ws = new java.util.ArrayList<>();
+            for (DType dt : DTYPES) {
+                ws.add(TestMatrices.matrix(rnd, dt, rows, cols, true));
+            }
+            if (cols > 64) {
+                ws.add(TestMatrices.matrix(rnd, DType.BF16, rows, cols, true).withStrips(64));
+            }
+            if (cols % 32 == 0) {
+                ws.add(TestMatrices.i8Matrix(rnd, rows, cols, 32, true));
+                ws.add(TestMatrices.i8Matrix(rnd, rows, cols, 32, true).withRowPairs().withStrips(64));
+                ws.add(TestMatrices.i4Matrix(rnd, rows, cols, 32, false, true));
+            }
+            ws.add(TestMatrices.i8Matrix(rnd, rows, cols, cols, false));   // per channel
+            for (Matrix w : ws) {
+                for (int tokens : new int[] {1, 3, 9, 16, 17, 70}) {
+                    float[] dy = TestMatrices.randomFloats(rnd, tokens * rows), dx = TestMatrices.randomFloats(rnd, tokens * cols);
+                    float[] e = dx.clone(), a = dx.clone();
+                    REF.matmulBackwardInput(e, dy, w, tokens);
+                    VEC.matmulBackwardInput(a, dy, w, tokens);
+                    String what = w.dtype() + (w.strip() > 0 ? " strips" : "") + (w.rowPairs() ? " pairs " : " ") + rows
+                            + "x" + cols + " t=" + tokens;
+                    for (int t = 0; t < tokens; t++) {
+                        for (int c = 0; c < cols; c++) {
+                            double scale = Math.abs(dx[t * cols + c]);
+                            for (int r = 0; r < rows; r++) {
+                                scale += Math.abs((double) dy[t * rows + r] * w.get(r, c));
+                            }
+                            int i = t * cols + c;
+                            assertTrue(Math.abs(e[i] - a[i]) <= tol(rows) * scale + 1e-30, what + " dx[" + t + "," + c
+                                    + "]: scalar " + e[i] + " vector " + a[i]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void inputGradientIsIdenticalForOneTwoAndThreeThreads() {
+        Random rnd = new Random(15);
+        for (Matrix w : new Matrix[] {TestMatrices.matrix(rnd, DType.BF16, 203, 77, true),
+                TestMatrices.matrix(rnd, DType.F32, 300, 8, false)}) {
+            int tokens = 90;
+            float[] dy = TestMatrices.randomFloats(rnd, tokens * w.rows());
+            float[] first = null;
+            for (int threads = 1; threads <= 3; threads++) {
+                try (WorkerPool p = new WorkerPool(threads)) {
+                    float[] dx = new float[tokens * w.cols()];
+                    new VectorKernels(p).matmulBackwardInput(dx, dy, w, tokens);
+                    if (first == null) {
+                        first = dx;
+                    } else {
+                        assertArrayEquals(first, dx, w.rows() + "x" + w.cols() + " threads=" + threads);
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void weightGradientIsIdenticalForOneTwoAndThreeThreads() {
         Random rnd = new Random(13);
