@@ -1,12 +1,7 @@
 package org.jtune.kernel;
 
 import java.lang.foreign.MemorySegment;
-import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorOperators;
-import org.jtune.io.safetensors.DType;
 
 /**
  * The prefill matmul (many tokens), dtype-independent: an outer-product microkernel over packed f32
@@ -337,14 +332,15 @@ final class MatmulPacked {
      * on) and dy's slab of it is copied out; then the column blocks, over the pool, each meeting every MR tokens'
      * rows of the slab.
      */
-    static void inputGradient(WorkerPool pool, InputGradientTask task, float[] dx, float[] dy, Matrix w, int tokens) {
+    static void inputGradient(WorkerPool pool, InputGradientTask task, float[] dx, float[] dy, Matrix w, int dt,
+                              int tokens) {
         int rows = w.rows(), cols = w.cols();
         int blocks = (cols + NT - 1) / NT, groups = (tokens + MR - 1) / MR;
         int most = Math.max(MR, Math.min(DX_CHUNK_ROWS, DX_CHUNK_FLOATS / (blocks * NT)));
         int chunks = (rows + most - 1) / most, chunk = (rows + chunks - 1) / chunks;
         boolean parallel = pool.threads() > 1 && (long) rows * cols * tokens >= VectorKernels.PARALLEL_MIN_MACS;
         synchronized (task) {
-            task.set(dx, dy, w, tokens);
+            task.set(dx, dy, w, dt, tokens);
             try {
                 for (int k0 = 0; k0 < rows; k0 += chunk) {
                     task.k0 = k0;
@@ -366,80 +362,51 @@ final class MatmulPacked {
                     run(pool, parallel, blocks, task);
                 }
             } finally {
-                task.set(null, null, null, 0);
+                task.set(null, null, null, 0, 0);
             }
         }
     }
 
     /**
      * Rows {@code k0 + [from, to)} of w into column blocks: {@code xp[cb][k][j] = w[k0 + k, cb * NT + j]} for a
-     * chunk of kc rows (zero past the last column), widened exactly as {@link Matrix#get} does. A block's NT
-     * columns are contiguous in every layout (strips and row-pair blocks are multiples of NT wide), so one index
-     * computation finds each.
+     * chunk of kc rows (zero past the last column). Each row is widened whole by the forward's own gather (exactly
+     * {@link Matrix#get}, every layout; int4, dt below zero, through {@code get} itself) and then cut into blocks.
      */
-    static void packRows(float[] xp, Matrix w, int k0, int kc, int from, int to) {
+    static void packRows(float[] xp, Matrix w, int dt, int k0, int kc, int from, int to) {
         int rows = w.rows(), cols = w.cols(), blocks = (cols + NT - 1) / NT;
-        MemorySegment d = w.data();
-        boolean plain = w.strip() == 0 && !w.rowPairs();
-        int group = w.groupSize();
-        boolean vector = switch (w.dtype()) {
-            case F32, BF16, F16 -> true;
-            case I8 -> group % NT == 0 || group == cols;   // one scale for each block's columns
-            default -> false;
-        };
+        float[][] holder = PANEL.get();
+        if (holder[0].length < blocks * NT) {
+            holder[0] = new float[Math.max(MR * cols, blocks * NT)];
+        }
+        float[] line = holder[0];
+        java.util.Arrays.fill(line, cols, blocks * NT, 0f);
         for (int k = from; k < to; k++) {
             int row = k0 + k;
+            if (dt < 0) {
+                for (int c = 0; c < cols; c++) {
+                    line[c] = w.get(row, c);
+                }
+            } else {
+                gather(line, 0, w.data(), dt, w.scales(), w.groupSize(), rows, row, cols, w.strip());
+            }
             for (int cb = 0; cb < blocks; cb++) {
-                int c0 = cb * NT, n = Math.min(NT, cols - c0), o = (cb * kc + k) * NT;
-                if (!vector || n < NT) {
-                    for (int j = 0; j < n; j++) {
-                        xp[o + j] = w.get(row, c0 + j);
-                    }
-                    java.util.Arrays.fill(xp, o + n, o + NT, 0f);
-                    continue;
-                }
-                long b = plain ? (long) row * cols + c0 : w.index(row, c0);
-                for (int v = 0; v < NT; v += L) {
-                    long e = b + v;
-                    switch (w.dtype()) {
-                        case F32 -> FloatVector.fromMemorySegment(VectorKernels.F, d, e * 4, LE).intoArray(xp, o + v);
-                        case BF16 -> ((IntVector) ShortVector.fromMemorySegment(VectorKernels.S, d, e * 2, LE)
-                                .convertShape(VectorOperators.S2I, VectorKernels.I, 0)).lanewise(VectorOperators.LSHL, 16)
-                                .reinterpretAsFloats().intoArray(xp, o + v);
-                        case F16 -> {   // MatmulF16's widening: exponent rebased by 2^112, subnormals exact, inf/NaN kept
-                            IntVector h = (IntVector) ShortVector.fromMemorySegment(VectorKernels.S, d, e * 2, LE)
-                                    .convertShape(VectorOperators.S2I, VectorKernels.I, 0);
-                            h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000)
-                                    .or(h.and(0x7fff).add(0x400).lanewise(VectorOperators.LSHR, 15).neg().and(0x7f800000))
-                                    .reinterpretAsFloats().mul(0x1p112f).intoArray(xp, o + v);
-                        }
-                        default -> {
-                            float s = w.scales()[Matrix.scaleOffset(rows, cols, w.strip(), group, row, c0)];
-                            ((FloatVector) (VectorKernels.I8_NARROW
-                                    ? ByteVector.fromMemorySegment(VectorKernels.B, d, e, LE, VectorKernels.BM)
-                                    : ByteVector.fromMemorySegment(VectorKernels.B, d, e, LE))
-                                    .convertShape(VectorOperators.B2I, VectorKernels.I, 0).convert(VectorOperators.I2F, 0))
-                                    .mul(s).intoArray(xp, o + v);
-                        }
-                    }
-                }
+                System.arraycopy(line, cb * NT, xp, (cb * kc + k) * NT, NT);
             }
         }
     }
-
-    private static final java.nio.ByteOrder LE = java.nio.ByteOrder.LITTLE_ENDIAN;
 
     /** The reusable input-gradient job: one instance per VectorKernels, fields set under its monitor. */
     static final class InputGradientTask implements RangeTask {
         static final int PACK_W = 0, PACK_DY = 1, BLOCKS = 2;
         private float[] dx, dy, slab = new float[0], packed = new float[0];
         private Matrix w;
-        private int tokens, k0, kc, slabStride, mode;
+        private int dt, tokens, k0, kc, slabStride, mode;
 
-        void set(float[] dx, float[] dy, Matrix w, int tokens) {
+        void set(float[] dx, float[] dy, Matrix w, int dt, int tokens) {
             this.dx = dx;
             this.dy = dy;
             this.w = w;
+            this.dt = dt;
             this.tokens = tokens;
         }
 
@@ -448,7 +415,7 @@ final class MatmulPacked {
         public void run(int from, int to) {
             int rows = w.rows(), cols = w.cols();
             switch (mode) {
-                case PACK_W -> packRows(packed, w, k0, kc, from, to);
+                case PACK_W -> packRows(packed, w, dt, k0, kc, from, to);
                 case PACK_DY -> {
                     for (int t = from * MR; t < to * MR; t++) {   // zero rows past the last token fill the last group
                         if (t < tokens) {

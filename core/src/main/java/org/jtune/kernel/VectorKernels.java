@@ -278,7 +278,7 @@ public final class VectorKernels implements Kernels {
                     + " tokens needs dx and dy of " + (long) tokens * cols + " and " + (long) tokens * rows
                     + " floats, got " + dx.length + " and " + dy.length);
         }
-        MatmulPacked.inputGradient(pool, inputGradientTask, dx, dy, w, tokens);
+        MatmulPacked.inputGradient(pool, inputGradientTask, dx, dy, w, w.isInt4() ? -1 : dtypeCode(w), tokens);
     }
 
     /**
