@@ -46,19 +46,6 @@ public final class Scoring {
 
     /** log softmax(logits[off .. off+n))[index], computed stably in double. */
     public static double logSoftmaxAt(float[] logits, int off, int n, int index) {
-        return logits[off + index] - logSumExp(logits, off, n);
-    }
-
-    /** log sum exp(logits[off .. off+n)), computed stably in double (the max taken out before the exps). */
-    public static double logSumExp(float[] logits, int off, int n) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < n; i++) {
-            max = Math.max(max, logits[off + i]);
-        }
-        double sum = 0;
-        for (int i = 0; i < n; i++) {
-            sum += Math.exp(logits[off + i] - max);
-        }
-        return max + Math.log(sum);
+        return logits[off + index] - org.jtune.kernel.Kernels.logSumExpExact(logits, off, n);
     }
 }

@@ -224,6 +224,16 @@ public final class BlasKernels implements Kernels {
     }
 
     @Override
+    public double logSumExp(float[] x, int off, int n) {
+        return java.logSumExp(x, off, n);
+    }
+
+    @Override
+    public void addSoftmax(float[] dst, int dOff, float[] x, int xOff, int n, double logZ, double scale) {
+        java.addSoftmax(dst, dOff, x, xOff, n, logZ, scale);
+    }
+
+    @Override
     public void siluMul(float[] gate, float[] up, int n) {
         java.siluMul(gate, up, n);
     }

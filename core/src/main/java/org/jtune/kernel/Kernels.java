@@ -47,6 +47,37 @@ public interface Kernels {
      */
     float softmax(float[] x, int off, int n);
 
+    /**
+     * {@code log sum exp(x[off .. off+n))} in double, the max taken out first: a causal-LM loss row's normalizer.
+     * The fast twin may take the exps in f32 and sum them in double.
+     */
+    default double logSumExp(float[] x, int off, int n) {
+        return logSumExpExact(x, off, n);
+    }
+
+    /** {@link #logSumExp} with every exp and sum in double: the reference, and what scoring and evaluation use. */
+    static double logSumExpExact(float[] x, int off, int n) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {
+            max = Math.max(max, x[off + i]);
+        }
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            sum += Math.exp(x[off + i] - max);
+        }
+        return max + Math.log(sum);
+    }
+
+    /**
+     * {@code dst[dOff + i] += scale * exp(x[xOff + i] - logZ)}, i < n: a softmax row, scaled, added into a gradient
+     * (the loss's {@code softmax - onehot}, less the onehot).
+     */
+    default void addSoftmax(float[] dst, int dOff, float[] x, int xOff, int n, double logZ, double scale) {
+        for (int i = 0; i < n; i++) {
+            dst[dOff + i] += (float) (scale * Math.exp(x[xOff + i] - logZ));
+        }
+    }
+
     /** SwiGLU gate: {@code gate[i] = silu(gate[i]) * up[i]}, i < n. */
     void siluMul(float[] gate, float[] up, int n);
 

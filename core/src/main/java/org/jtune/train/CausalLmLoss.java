@@ -1,12 +1,13 @@
 package org.jtune.train;
 
-import org.jtune.infer.Scoring;
+import org.jtune.kernel.KernelProvider;
+import org.jtune.kernel.Kernels;
 import org.jtune.kernel.WorkerPool;
 
 /**
  * Hugging Face's causal-LM loss: row t's logits predict {@code labels[t+1]}; labels equal to
  * {@link #IGNORE} (-100) are skipped; the loss is the mean negative log-likelihood over the
- * remaining targets. Log-softmax in double precision.
+ * remaining targets. Each row's log-sum-exp is accumulated in double ({@link Kernels#logSumExp}).
  */
 public final class CausalLmLoss {
     public static final int IGNORE = -100;
@@ -40,15 +41,15 @@ public final class CausalLmLoss {
                         + vocab + ")");
             }
         }
-        // rows in parallel (two double exps per logit: about a tenth of a LoRA step on one thread), each row's
-        // loss kept apart and summed in order, so the result does not depend on the threads
+        // rows in parallel, each row's loss kept apart and summed in order, so the result does not depend on the threads
         double[] rowLoss = new double[n];
         double c = scale / count;
+        Kernels k = KernelProvider.get();
         WorkerPool.shared().run(n - 1, (from, to) -> {
             for (int t = from; t < to; t++) {
                 int target = labels[t + 1];
                 if (target != IGNORE) {
-                    rowLoss[t] = rowNll(logits, t * vocab, vocab, target, dLogits, c);
+                    rowLoss[t] = rowNll(k, logits, t * vocab, vocab, target, dLogits, c);
                 }
             }
         });
@@ -60,12 +61,10 @@ public final class CausalLmLoss {
     }
 
     /** One row's NLL of {@code target}; adds {@code c * (softmax - onehot)} into dLogits when it is not null. */
-    private static double rowNll(float[] logits, int o, int vocab, int target, float[] dLogits, double c) {
-        double logZ = Scoring.logSumExp(logits, o, vocab);
+    private static double rowNll(Kernels k, float[] logits, int o, int vocab, int target, float[] dLogits, double c) {
+        double logZ = k.logSumExp(logits, o, vocab);
         if (dLogits != null) {
-            for (int i = 0; i < vocab; i++) {
-                dLogits[o + i] += (float) (c * Math.exp(logits[o + i] - logZ));
-            }
+            k.addSoftmax(dLogits, o, logits, o, vocab, logZ, c);
             dLogits[o + target] -= (float) c;
         }
         return logZ - logits[o + target];

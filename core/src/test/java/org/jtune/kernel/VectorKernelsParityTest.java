@@ -570,6 +570,34 @@ class VectorKernelsParityTest {
         }
     }
 
+    /**
+     * The loss row's kernels: log-sum-exp (f32 exps summed in double against every exp in double) and the scaled
+     * softmax added into a gradient, on rows up to a vocabulary's width and logits spread as a trained head's are;
+     * a row whose max is infinite or NaN takes the exact loops.
+     */
+    @Test
+    void lossRowKernelsMatchScalar() {
+        Random rnd = new Random(16);
+        for (int n : new int[] {1, 7, 16, 17, 33, 257, 4097, 49152}) {
+            float[] x = new float[n + 3];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) (rnd.nextGaussian() * 4);
+            }
+            double e = REF.logSumExp(x, 2, n), a = VEC.logSumExp(x, 2, n);
+            assertTrue(Math.abs(e - a) <= 1e-6 * Math.max(1, Math.abs(e)), "logSumExp n=" + n + ": " + e + " vs " + a);
+            float[] de = TestMatrices.randomFloats(rnd, n + 1), da = de.clone();
+            REF.addSoftmax(de, 1, x, 2, n, e, 0.37);
+            VEC.addSoftmax(da, 1, x, 2, n, e, 0.37);
+            assertElementsClose(de, da, 2e-6, "addSoftmax n=" + n);
+        }
+        float[] special = {1f, Float.POSITIVE_INFINITY, 2f, 3f, 4f, 5f, 6f, 7f, 8f, 9f, 10f, 11f, 12f, 13f, 14f, 15f, 16f};
+        assertEquals(REF.logSumExp(special, 0, special.length), VEC.logSumExp(special, 0, special.length));
+        special[1] = Float.NaN;
+        assertTrue(Double.isNaN(VEC.logSumExp(special, 0, special.length)));
+        java.util.Arrays.fill(special, Float.NEGATIVE_INFINITY);
+        assertEquals(REF.logSumExp(special, 0, special.length), VEC.logSumExp(special, 0, special.length));
+    }
+
     @Test
     void siluMulMatchesScalar() {
         Random rnd = new Random(10);
