@@ -87,10 +87,12 @@ class OpsGradientCheckTest {
 
     @Test
     void norms() {
-        int n = 3, dim = 9;
-        float[] x = random(n * dim), w = random(dim), b = random(dim), y = new float[n * dim];
-        check("rmsNorm", ops -> ops.rmsNorm(y, x, w, 1e-5f, n, dim), y, new float[][] {x, w}, w);
-        check("layerNorm", ops -> ops.layerNorm(y, x, w, b, 1e-5f, n, dim), y, new float[][] {x, w, b}, w, b);
+        for (int n : new int[] {3, 37}) {   // 37 rows: three pool items, their weight gradients summed apart
+            int dim = 9;
+            float[] x = random(n * dim), w = random(dim), b = random(dim), y = new float[n * dim];
+            check("rmsNorm n=" + n, ops -> ops.rmsNorm(y, x, w, 1e-5f, n, dim), y, new float[][] {x, w}, w);
+            check("layerNorm n=" + n, ops -> ops.layerNorm(y, x, w, b, 1e-5f, n, dim), y, new float[][] {x, w, b}, w, b);
+        }
     }
 
     @Test
