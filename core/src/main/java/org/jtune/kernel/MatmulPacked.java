@@ -236,9 +236,12 @@ final class MatmulPacked {
         }
     }
 
+    /** Chunks per thread for these jobs of millisecond items (see {@link WorkerPool#run(int, int, RangeTask)}). */
+    static final int FINE_CHUNKS = 16;
+
     private static void run(WorkerPool pool, boolean parallel, int n, RangeTask task) {
         if (parallel) {
-            pool.run(n, task);
+            pool.run(n, FINE_CHUNKS, task);
         } else {
             task.run(0, n);
         }

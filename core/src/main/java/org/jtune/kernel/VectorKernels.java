@@ -250,7 +250,7 @@ public final class VectorKernels implements Kernels {
                 }
                 task.mode = MODE_PANELS;
                 if (parallel) {
-                    pool.run(panels, task);
+                    pool.run(panels, MatmulPacked.FINE_CHUNKS, task);
                 } else {
                     task.run(0, panels);
                 }

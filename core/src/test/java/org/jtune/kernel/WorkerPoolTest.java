@@ -29,6 +29,25 @@ class WorkerPoolTest {
     }
 
     @Test
+    void everyIndexRunsExactlyOnceWhateverTheChunksPerThread() {
+        try (WorkerPool pool = new WorkerPool(3)) {
+            for (int chunks : new int[] {1, 4, 16, 1000}) {
+                for (int n : new int[] {1, 2, 5, 47, 48, 49, 1000}) {
+                    AtomicIntegerArray hits = new AtomicIntegerArray(n);
+                    pool.run(n, chunks, (from, to) -> {
+                        for (int i = from; i < to; i++) {
+                            hits.incrementAndGet(i);
+                        }
+                    });
+                    for (int i = 0; i < n; i++) {
+                        assertEquals(1, hits.get(i), "chunks=" + chunks + " n=" + n + " index " + i);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
     void exceptionInAnyChunkPropagatesToTheCallerAndThePoolStaysUsable() {
         try (WorkerPool pool = new WorkerPool(3)) {
             for (int failing : new int[] {0, 4, 8}) {   // the caller's run, the middle, the last thread's run
