@@ -17,10 +17,14 @@ import jdk.incubator.vector.FloatVector;
  *
  * <p>Every output is {@code fma(x[t, c], w[r, c], acc)} for c = 0, 1, 2... from 0: one fixed order per
  * element, independent of tile position, of the thread count and of the JIT tier.
+ *
+ * <p>Training's two backward products run on the same microkernel with other operands in its lanes and
+ * panels: {@link #weightGradient} ({@code dw += dy^T x}, the tokens as the reduction) and
+ * {@link #inputGradient} ({@code dx += dy w}, w's rows as the reduction), neither transposing anything.
  */
 final class MatmulPacked {
     private static final int L = VectorKernels.L;
-    /** Rows per panel and tokens per tile (two vectors). */
+    /** Rows per panel and lanes per tile (two vectors): tokens in the forward. */
     static final int MR = 8, NT = 2 * L;
     private static final int NT_DOC = 32;
 
