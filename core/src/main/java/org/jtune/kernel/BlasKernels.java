@@ -239,6 +239,11 @@ public final class BlasKernels implements Kernels {
     }
 
     @Override
+    public void siluMulBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int off, int n) {
+        java.siluMulBackward(dGate, dUp, dOut, gate, up, off, n);
+    }
+
+    @Override
     public void rope(float[] x, int off, float[] cos, float[] sin, int tableOff, int rotDim) {
         java.rope(x, off, cos, sin, tableOff, rotDim);
     }

@@ -48,6 +48,19 @@ public interface Kernels {
     float softmax(float[] x, int off, int n);
 
     /**
+     * Backward of {@link #siluMul} over {@code [off, off + n)}, with {@code s = sigmoid(gate)}:
+     * {@code dUp += dOut * gate * s} and {@code dGate += dOut * up * s * (1 + gate * (1 - s))}.
+     */
+    default void siluMulBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int off, int n) {
+        for (int i = off; i < off + n; i++) {
+            float g = gate[i];
+            float sg = (float) (1 / (1 + Math.exp(-g)));
+            dUp[i] += dOut[i] * g * sg;
+            dGate[i] += dOut[i] * up[i] * sg * (1 + g * (1 - sg));
+        }
+    }
+
+    /**
      * {@code log sum exp(x[off .. off+n))} in double, the max taken out first: a causal-LM loss row's normalizer.
      * The fast twin may take the exps in f32 and sum them in double.
      */

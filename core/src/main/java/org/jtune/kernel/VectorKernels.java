@@ -625,6 +625,28 @@ public final class VectorKernels implements Kernels {
         }
     }
 
+    /** The sigmoid in f32 ({@link VectorMath#exp}), as the forward takes it, where the reference takes a double exp. */
+    @Override
+    public void siluMulBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int off, int n) {
+        int bound = off + F.loopBound(n);
+        int i = off;
+        for (; i < bound; i += L) {
+            FloatVector g = FloatVector.fromArray(F, gate, i);
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            FloatVector s = one.div(VectorMath.exp(g.neg()).add(1f));
+            FloatVector ds = FloatVector.fromArray(F, dOut, i).mul(s);
+            ds.mul(g).add(FloatVector.fromArray(F, dUp, i)).intoArray(dUp, i);
+            ds.mul(FloatVector.fromArray(F, up, i)).mul(g.mul(one.sub(s)).add(one))
+                    .add(FloatVector.fromArray(F, dGate, i)).intoArray(dGate, i);
+        }
+        for (; i < off + n; i++) {
+            float g = gate[i];
+            float sg = 1f / (1f + VectorMath.exp(-g));
+            dUp[i] += dOut[i] * g * sg;
+            dGate[i] += dOut[i] * up[i] * sg * (1 + g * (1 - sg));
+        }
+    }
+
     @Override
     public void rope(float[] x, int off, float[] cos, float[] sin, int tableOff, int rotDim) {
         int half = rotDim / 2;

@@ -599,6 +599,23 @@ class VectorKernelsParityTest {
     }
 
     @Test
+    void siluMulBackwardMatchesScalar() {
+        Random rnd = new Random(17);
+        for (int n : SIZES) {
+            float[] g = new float[n + 5], up = TestMatrices.randomFloats(rnd, n + 5), dOut = TestMatrices.randomFloats(rnd, n + 5);
+            for (int i = 0; i < g.length; i++) {
+                g[i] = (rnd.nextFloat() - 0.5f) * 30f;
+            }
+            float[] dg = TestMatrices.randomFloats(rnd, n + 5), du = TestMatrices.randomFloats(rnd, n + 5);
+            float[] eg = dg.clone(), eu = du.clone(), ag = dg.clone(), au = du.clone();
+            REF.siluMulBackward(eg, eu, dOut, g, up, 3, n);
+            VEC.siluMulBackward(ag, au, dOut, g, up, 3, n);
+            assertElementsClose(eg, ag, 2e-6, "siluMulBackward dGate n=" + n);
+            assertElementsClose(eu, au, 2e-6, "siluMulBackward dUp n=" + n);
+        }
+    }
+
+    @Test
     void siluMulMatchesScalar() {
         Random rnd = new Random(10);
         for (int n : SIZES) {
