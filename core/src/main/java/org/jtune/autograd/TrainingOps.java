@@ -2,7 +2,6 @@ package org.jtune.autograd;
 
 import java.util.Collections;
 import java.util.IdentityHashMap;
-import java.util.Map;
 import java.util.Set;
 import org.jtune.kernel.Kernels;
 import org.jtune.kernel.Matrix;

@@ -628,11 +628,11 @@ public final class VectorKernels implements Kernels {
     /** The sigmoid in f32 ({@link VectorMath#exp}), as the forward takes it, where the reference takes a double exp. */
     @Override
     public void siluMulBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int off, int n) {
+        FloatVector one = FloatVector.broadcast(F, 1f);
         int bound = off + F.loopBound(n);
         int i = off;
         for (; i < bound; i += L) {
             FloatVector g = FloatVector.fromArray(F, gate, i);
-            FloatVector one = FloatVector.broadcast(F, 1f);
             FloatVector s = one.div(VectorMath.exp(g.neg()).add(1f));
             FloatVector ds = FloatVector.fromArray(F, dOut, i).mul(s);
             ds.mul(g).add(FloatVector.fromArray(F, dUp, i)).intoArray(dUp, i);
