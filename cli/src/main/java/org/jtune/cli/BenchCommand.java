@@ -10,6 +10,7 @@ import org.jtune.infer.Engine;
 import org.jtune.infer.Session;
 import org.jtune.kernel.KernelProvider;
 import org.jtune.kernel.Matrix;
+import org.jtune.kernel.ReadProbe;
 import org.jtune.kernel.WorkerPool;
 import org.jtune.model.LanguageModel;
 import org.jtune.model.Linear;
@@ -148,14 +149,14 @@ final class BenchCommand implements Callable<Integer> {
                     allocated = heapAllocatedByAllThreads() - allocated;
                     long t2 = System.nanoTime();
                     if (r == 0 && !noMachine) {
-                        MachineProbe.streamBandwidth(pool, weightPages, 3);   // warms the probe's JIT up too
+                        ReadProbe.streamBandwidth(pool, weightPages, 3);   // warms the probe's JIT up too
                     }
                     if (r > 0) {
                         bestPrefill = Math.min(bestPrefill, t1 - t0);
                         bestDecode = Math.min(bestDecode, t2 - t1);
                         leastDecodeAllocation = Math.min(leastDecodeAllocation, allocated);
                         if (!noMachine) {
-                            pagesGBps[r - 1] = MachineProbe.streamBandwidth(pool, weightPages, 3);
+                            pagesGBps[r - 1] = ReadProbe.streamBandwidth(pool, weightPages, 3);
                             pairedShare[r - 1] = (double) bytesPerToken * gen / (t2 - t1) / pagesGBps[r - 1];
                         }
                         if (samples) {
