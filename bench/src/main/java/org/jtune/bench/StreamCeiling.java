@@ -2,6 +2,7 @@ package org.jtune.bench;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -40,15 +41,18 @@ public final class StreamCeiling {
         Arena arena = Arena.ofShared();
         long matrixBytes = (long) rows * cols * (dtype.equals("bf16") ? 2 : 1);
         int count = (int) Math.max(1, totalBytes / matrixBytes);
-        MemorySegment pages = AnonymousMemory.allocate(arena, count * ((matrixBytes + 63) & ~63L));
+        long stride = (matrixBytes + 63) & ~63L;
+        MemorySegment pages = AnonymousMemory.allocate(arena, count * stride);
+        boolean strips = cols > 2 * Matrix.DECODE_STRIP;   // as the loader does: re-laid into decode memory of their own
+        SegmentAllocator stripPages = strips ? SegmentAllocator.slicingAllocator(AnonymousMemory.allocate(arena, count * stride)) : null;
         SplittableRandom random = new SplittableRandom(1);
         List<Matrix> matrices = new ArrayList<>();
         List<MemorySegment> segments = new ArrayList<>();
         for (int i = 0; i < count; i++) {
-            MemorySegment seg = pages.asSlice(i * ((matrixBytes + 63) & ~63L), matrixBytes);
+            MemorySegment seg = pages.asSlice(i * stride, matrixBytes);
             Matrix m = dtype.equals("bf16") ? bf16(seg, rows, cols, random) : int8(seg, rows, cols, dtype.equals("int8ch") ? cols : 32, random);
-            if (cols > 2 * Matrix.DECODE_STRIP) {
-                m = m.withStrips(Matrix.DECODE_STRIP, arena);
+            if (strips) {
+                m = m.withStrips(Matrix.DECODE_STRIP, stripPages);
             }
             matrices.add(m);
             segments.add(m.data());
