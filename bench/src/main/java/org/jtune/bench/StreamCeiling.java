@@ -16,6 +16,7 @@ import org.jtune.kernel.Kernels;
 import org.jtune.kernel.Matrix;
 import org.jtune.kernel.ReadProbe;
 import org.jtune.kernel.WorkerPool;
+import org.jtune.quant.Int8Weights;
 
 /**
  * How close the decode kernels come to the read probe when nothing else runs: one-token matmuls over a
@@ -88,20 +89,14 @@ public final class StreamCeiling {
         return new Matrix(seg, DType.BF16, rows, cols);
     }
 
-    /** Random int8 with scales, re-laid as row pairs in place (the pair copy goes through a temporary). */
+    /** Random weights through the quantizer `jtune quantize` uses, re-laid as row pairs into {@code seg}. */
     private static Matrix int8(MemorySegment seg, int rows, int cols, int group, SplittableRandom random) {
-        try (Arena scratch = Arena.ofConfined()) {
-            MemorySegment rowMajor = scratch.allocate(seg.byteSize(), 64);
-            for (long i = 0; i < rowMajor.byteSize(); i++) {
-                rowMajor.set(ValueLayout.JAVA_BYTE, i, (byte) (random.nextInt(255) - 127));
-            }
-            float[] scales = new float[rows * (cols / group)];
-            for (int i = 0; i < scales.length; i++) {
-                scales[i] = (float) (0.01 * (1 + random.nextDouble()));
-            }
-            Matrix paired = new Matrix(rowMajor, DType.I8, rows, cols, scales, group).withRowPairs(scratch);
-            MemorySegment.copy(paired.data(), 0, seg, 0, seg.byteSize());
-            return new Matrix(seg, DType.I8, rows, cols, scales, group, null, paired.rowPairs(), 0);
+        float[] w = new float[rows * cols];
+        for (int i = 0; i < w.length; i++) {
+            w[i] = (float) (random.nextDouble() - 0.5);
         }
+        Matrix paired = Int8Weights.quantize(Matrix.ofFloats(w, rows, cols), group).withRowPairs(Arena.ofAuto());
+        MemorySegment.copy(paired.data(), 0, seg, 0, seg.byteSize());
+        return new Matrix(seg, DType.I8, rows, cols, paired.scales(), group, null, paired.rowPairs(), 0);
     }
 }
